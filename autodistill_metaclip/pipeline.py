@@ -1,0 +1,106 @@
+"""The one batched engine behind ``predict(list)``, ``embed_image(list)`` and ``label()``.
+
+Worker threads decode and preprocess images (Pillow and torchvision release the GIL) while the
+calling thread runs the model on the previous batch. Results stream out in input order with a
+bounded number of images in flight, so memory does not grow with the number of inputs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+from autodistill_metaclip.encoder import Encoder
+from autodistill_metaclip.errors import ImageLoadError
+
+DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One input's outcome: an embedding, or the reason it could not be read."""
+
+    index: int
+    source: Any
+    embedding: np.ndarray | None = None
+    error: ImageLoadError | None = None
+
+
+def encode_images(
+    encoder: Encoder,
+    sources: Iterable[Any],
+    *,
+    batch_size: int,
+    workers: int = DEFAULT_WORKERS,
+) -> Iterator[Encoded]:
+    """Embed images in batches of ``batch_size`` readable images, yielding in input order.
+
+    Unreadable inputs are yielded with their :class:`ImageLoadError` instead of raising.
+    """
+
+    def prepare(source: Any) -> torch.Tensor | ImageLoadError:
+        try:
+            return encoder.pixels(source)
+        except ImageLoadError as e:
+            return e
+
+    pending: list[tuple[int, Any, torch.Tensor | ImageLoadError]] = []
+    readable = 0
+    for index, (source, result) in enumerate(
+        prefetch(prepare, sources, workers=workers, depth=2 * batch_size)
+    ):
+        pending.append((index, source, result))
+        readable += isinstance(result, torch.Tensor)
+        if readable == batch_size:
+            yield from _flush(encoder, pending)
+            pending, readable = [], 0
+    yield from _flush(encoder, pending)
+
+
+def _flush(
+    encoder: Encoder, pending: list[tuple[int, Any, torch.Tensor | ImageLoadError]]
+) -> Iterator[Encoded]:
+    tensors = [r for _, _, r in pending if isinstance(r, torch.Tensor)]
+    embeddings = iter(encoder.encode_pixels(torch.stack(tensors)) if tensors else [])
+    for index, source, result in pending:
+        if isinstance(result, ImageLoadError):
+            yield Encoded(index, source, error=result)
+        else:
+            yield Encoded(index, source, embedding=next(embeddings))
+
+
+def prefetch(
+    fn: Callable[[T], R], items: Iterable[T], *, workers: int, depth: int
+) -> Iterator[tuple[T, R]]:
+    """``(item, fn(item))`` in order, computed by ``workers`` threads at most ``depth`` ahead.
+
+    Stopping early (an exception, ``KeyboardInterrupt`` or closing the generator) cancels the
+    work not yet started.
+    """
+    iterator = iter(items)
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="metaclip-load")
+    queue: deque[tuple[T, Future[R]]] = deque()
+
+    def submit_next() -> None:
+        for item in iterator:
+            queue.append((item, pool.submit(fn, item)))
+            return
+
+    try:
+        for _ in range(max(1, depth)):
+            submit_next()
+        while queue:
+            item, future = queue.popleft()
+            submit_next()
+            yield item, future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
