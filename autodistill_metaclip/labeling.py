@@ -193,8 +193,8 @@ def _check_folders(source_root: Path, output: Path) -> None:
     if not source_root.is_dir():
         problem = "does not exist" if not source_root.exists() else "is not a folder"
         raise ValueError(f"input_folder: {str(source_root)!r} {problem}")
-    inside = source_root.resolve().is_relative_to(output.resolve())
-    if inside:
+    source, target = Path(os.path.realpath(source_root)), Path(os.path.realpath(output))
+    if source.is_relative_to(target):
         raise ValueError(
             f"output_folder: {str(output)!r} must not be {str(source_root)!r} or contain it"
         )
