@@ -25,6 +25,7 @@ from typing import IO, Any, TypeAlias
 
 import numpy as np
 import requests
+import urllib3
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from autodistill_metaclip.errors import ImageLoadError
@@ -130,7 +131,7 @@ def find_images(
         problem = "does not exist" if not root.exists() else "is not a folder"
         raise ValueError(f"input_folder: {str(root)!r} {problem}")
     wanted = _normalise_extensions(extensions)
-    skip = Path(exclude).resolve() if exclude is not None else None
+    skip = os.path.realpath(exclude) if exclude is not None else None
     found: list[Path] = []
     pending = [root]
     while pending:
@@ -142,9 +143,10 @@ def find_images(
             continue
         for entry in entries:
             path = Path(entry.path)
-            if skip is not None and path.resolve() == skip:
+            is_folder = entry.is_dir(follow_symlinks=False)
+            if is_folder and os.path.realpath(path) == skip:
                 continue
-            if recursive and entry.is_dir(follow_symlinks=False):
+            if recursive and is_folder:
                 pending.append(path)
             if path.suffix.lower() in wanted:
                 found.append(path)
@@ -200,15 +202,16 @@ def _download(url: str) -> bytes:
             if content_type.startswith(("text/", "application/json")):
                 raise ImageLoadError(f"{url!r}: the server sent {content_type}, not an image")
             body = bytearray()
-            for chunk in response.iter_content(chunk_size=None):
+            # read1 returns what has arrived, so both limits are checked as data trickles in.
+            while chunk := response.raw.read1(65536):
                 body += chunk
                 if len(body) > MAX_URL_BYTES:
                     raise ImageLoadError(f"{url!r}: body larger than {MAX_URL_BYTES} bytes")
                 if time.monotonic() > deadline:
                     raise ImageLoadError(f"{url!r}: body not complete within {URL_TIMEOUT:g}s")
-    except requests.Timeout:
+    except (requests.Timeout, urllib3.exceptions.TimeoutError):
         raise ImageLoadError(f"{url!r}: no answer within {URL_TIMEOUT:g}s") from None
-    except requests.RequestException as e:
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
         raise ImageLoadError(f"{url!r}: download failed ({type(e).__name__}: {e})") from None
     return bytes(body)
 

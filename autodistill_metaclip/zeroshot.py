@@ -62,6 +62,8 @@ def as_ontology(ontology: Any) -> CaptionOntology:
     """Accept a ``CaptionOntology`` (or any object with string ``prompts()`` and ``classes()``)
     or a plain ``{prompt: class}`` dict."""
     if isinstance(ontology, dict):
+        if not ontology:
+            raise ValueError("ontology: expected at least one prompt, but got none")
         ontology = CaptionOntology(ontology)
     if not (
         callable(getattr(ontology, "prompts", None))

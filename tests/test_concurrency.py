@@ -1,0 +1,104 @@
+"""Threads sharing one model, and a label() run interrupted with Ctrl-C, then resumed."""
+
+from __future__ import annotations
+
+import csv
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autodistill_metaclip import MetaCLIP, synthetic
+
+
+def test_threads_sharing_a_model_get_the_serial_results(demo_model: MetaCLIP) -> None:
+    images = [s.image for s in synthetic.samples(48, seed=21)]
+    serial = [demo_model.predict(image, confidence=0.0) for image in images]
+    chunks = [images[i::6] for i in range(6)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        # Half the threads send single images, half send lists.
+        futures = [
+            pool.submit(lambda c: [demo_model.predict(i, confidence=0.0) for i in c], chunk)
+            if n % 2
+            else pool.submit(demo_model.predict, chunk, 0.0)
+            for n, chunk in enumerate(chunks)
+        ]
+        parallel = [f.result() for f in futures]
+    for n, chunk_results in enumerate(parallel):
+        for k, result in enumerate(chunk_results):
+            expected = serial[n + 6 * k]
+            assert result.class_id.tolist() == expected.class_id.tolist()
+            np.testing.assert_allclose(result.confidence, expected.confidence, atol=1e-5)
+
+
+LABEL = """
+import sys
+from autodistill.detection import CaptionOntology
+from autodistill_metaclip import MetaCLIP, synthetic
+model = MetaCLIP(CaptionOntology(synthetic.caption_ontology()), checkpoint="demo", batch_size=8)
+print("ready", flush=True)
+model.label(sys.argv[1], ".png", sys.argv[2], progress=False)
+"""
+
+
+def _rows(manifest: Path) -> list[dict[str, str]]:
+    with open(manifest, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_interrupted_label_leaves_no_partial_file_and_resumes(
+    demo_model: MetaCLIP, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "in"
+    synthetic.write_folder(source, 1500, suffix=".png", seed=8)
+    output = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-c", LABEL, str(source), str(output)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    deadline = time.monotonic() + 120
+    manifest = output / "manifest.csv"
+    while time.monotonic() < deadline:
+        if manifest.is_file() and manifest.read_text(encoding="utf-8").count("\n") > 150:
+            break
+        time.sleep(0.005)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0 and "KeyboardInterrupt" in stderr
+
+    done = {row["image"] for row in _rows(manifest)}
+    assert 150 < len(done) < 1500, "the run was not interrupted midway"
+    written = [p for p in output.rglob("*") if p.is_file() and p.name != "manifest.csv"]
+    assert not [p for p in written if p.name.startswith(".partial-")]
+    for path in written:  # every image file present is complete
+        assert path.read_bytes() == (source / path.name).read_bytes()
+
+    loaded: list[str] = []
+    original = demo_model.encoder.pixels
+
+    def recording(image):
+        loaded.append(Path(image).name)
+        return original(image)
+
+    monkeypatch.setattr(demo_model.encoder, "pixels", recording)
+    dataset = demo_model.label(source, ".png", output, resume=True, progress=False)
+    assert not set(loaded) & done  # nothing already labelled was read or encoded again
+    assert set(loaded) | done == {p.name for p in source.glob("*.png")}
+
+    rows = _rows(manifest)
+    assert sorted(r["image"] for r in rows) == sorted(p.name for p in source.glob("*.png"))
+    monkeypatch.undo()
+    fresh = demo_model.label(source, ".png", tmp_path / "fresh", progress=False)
+    assert {(r["image"], r["status"], r["class"], r["split"]) for r in rows} == {
+        (r["image"], r["status"], r["class"], r["split"])
+        for r in _rows(tmp_path / "fresh" / "manifest.csv")
+    }
+    assert len(dataset) == len(fresh)
