@@ -1,17 +1,48 @@
-"""MetaCLIP for Autodistill: zero-shot classification, embeddings and dataset labelling."""
+"""MetaCLIP for Autodistill: zero-shot classification, embeddings and dataset labelling.
 
+The public names are imported on first use, so ``import autodistill_metaclip`` (and the command
+line's ``--help``) does not load torch.
+"""
+
+from __future__ import annotations
+
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-from autodistill_metaclip.checkpoints import (
-    CHECKPOINTS,
-    DEFAULT_CHECKPOINT,
-    Checkpoint,
-    get_checkpoint,
-    list_checkpoints,
-)
-from autodistill_metaclip.errors import CheckpointError, ImageLoadError, WeightsUnavailableError
-from autodistill_metaclip.images import load_image
-from autodistill_metaclip.model import MetaCLIP
+if TYPE_CHECKING:
+    from autodistill_metaclip.checkpoints import (
+        CHECKPOINTS,
+        DEFAULT_CHECKPOINT,
+        Checkpoint,
+        get_checkpoint,
+        list_checkpoints,
+    )
+    from autodistill_metaclip.errors import (
+        CheckpointError,
+        ImageLoadError,
+        WeightsUnavailableError,
+    )
+    from autodistill_metaclip.images import load_image
+    from autodistill_metaclip.index import EmbeddingIndex
+    from autodistill_metaclip.model import MetaCLIP
+    from autodistill_metaclip.zeroshot import TEMPLATE_PRESETS, ExampleOntology
+
+_HOMES = {
+    "CHECKPOINTS": "checkpoints",
+    "DEFAULT_CHECKPOINT": "checkpoints",
+    "Checkpoint": "checkpoints",
+    "get_checkpoint": "checkpoints",
+    "list_checkpoints": "checkpoints",
+    "CheckpointError": "errors",
+    "ImageLoadError": "errors",
+    "WeightsUnavailableError": "errors",
+    "load_image": "images",
+    "EmbeddingIndex": "index",
+    "MetaCLIP": "model",
+    "TEMPLATE_PRESETS": "zeroshot",
+    "ExampleOntology": "zeroshot",
+}
 
 try:
     __version__ = version("autodistill-metaclip")
@@ -21,8 +52,11 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 __all__ = [
     "CHECKPOINTS",
     "DEFAULT_CHECKPOINT",
+    "TEMPLATE_PRESETS",
     "Checkpoint",
     "CheckpointError",
+    "EmbeddingIndex",
+    "ExampleOntology",
     "ImageLoadError",
     "MetaCLIP",
     "WeightsUnavailableError",
@@ -31,3 +65,15 @@ __all__ = [
     "list_checkpoints",
     "load_image",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'autodistill_metaclip' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"autodistill_metaclip.{_HOMES[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -3,6 +3,7 @@
 The table pairs each checkpoint with the open_clip architecture it was trained as. All MetaCLIP 1
 models except "Altogether" use QuickGELU; open_clip only *warns* when a tag is paired with the
 wrong activation and then computes wrong embeddings, so :func:`resolve` refuses that pairing.
+open_clip is imported only by the functions that need it: the table loads without torch.
 
 Example:
     >>> [c.name for c in list_checkpoints("b32-*")]
@@ -17,8 +18,6 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-import open_clip
 
 from autodistill_metaclip.errors import CheckpointError
 
@@ -133,6 +132,8 @@ def resolve(
     Raises:
         CheckpointError: Unknown name or tag, a missing file, or a QuickGELU mismatch.
     """
+    import open_clip
+
     if not isinstance(checkpoint, str | os.PathLike):
         raise TypeError(
             f"checkpoint: expected a name or a path, but got {type(checkpoint).__name__}"
@@ -193,6 +194,8 @@ def _weights_file(path: Path) -> Path:
 
 def _register_config(path: Path) -> str:
     """Add a model-config JSON to open_clip's registry; its file stem becomes the name."""
+    import open_clip
+
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -216,6 +219,8 @@ def _register_config(path: Path) -> str:
 
 def _gelu_sibling(architecture: str) -> str | None:
     """The same architecture with the other GELU flavour, if open_clip has it."""
+    import open_clip
+
     suffix = "-quickgelu"
     other = (
         architecture.removesuffix(suffix)
@@ -227,6 +232,8 @@ def _gelu_sibling(architecture: str) -> str | None:
 
 def _check_tag(architecture: str, tag: str) -> None:
     """Refuse a tag that open_clip does not know for ``architecture`` or whose GELU differs."""
+    import open_clip
+
     sibling = _gelu_sibling(architecture)
     tags = open_clip.list_pretrained_tags_by_model(architecture)
     if tag.lower().replace("-", "_") not in tags:

@@ -11,14 +11,20 @@ import supervision as sv
 import torch
 from autodistill.classification import ClassificationBaseModel
 from autodistill.core.embedding_model import EmbeddingModel
-from autodistill.detection import CaptionOntology
 
 from autodistill_metaclip.checkpoints import DEFAULT_CHECKPOINT, resolve
 from autodistill_metaclip.encoder import Encoder, select_device, select_precision
 from autodistill_metaclip.errors import ImageLoadError
 from autodistill_metaclip.images import ImageInput
 from autodistill_metaclip.pipeline import encode_images
-from autodistill_metaclip.zeroshot import ZeroShotHead, as_ontology, build_head, check_confidence
+from autodistill_metaclip.zeroshot import (
+    Ontology,
+    ZeroShotHead,
+    as_ontology,
+    build_head,
+    check_confidence,
+    resolve_templates,
+)
 
 if TYPE_CHECKING:
     from autodistill_metaclip.labeling import Split
@@ -28,7 +34,8 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
     """Zero-shot classification and image/text embeddings with a MetaCLIP checkpoint.
 
     Args:
-        ontology: ``CaptionOntology`` (or ``{prompt: class}`` dict) mapping prompts to classes;
+        ontology: ``CaptionOntology`` (or ``{prompt: class}`` dict) mapping prompts to classes,
+            an :class:`~autodistill_metaclip.ExampleOntology` of example images per class, or
             ``None`` for an embedding-only model.
         checkpoint: A name from :data:`~autodistill_metaclip.CHECKPOINTS` (``"demo"`` needs no
             download), an open_clip architecture name, or an open_clip model-config JSON path.
@@ -39,6 +46,9 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
             fp32 elsewhere.
         batch_size: Images per forward pass for lists and ``label()``.
         cache_dir: Where downloaded weights are kept (default: the Hugging Face cache).
+        prompt_templates: ``None`` to embed prompts as written; format strings with ``{}``
+            (``"a photo of a {}."``), or a preset (``"openai"``: the 80 ImageNet templates of
+            CLIP's evaluation): each prompt becomes the mean of its template embeddings.
 
     Example:
         >>> from autodistill.detection import CaptionOntology
@@ -52,7 +62,7 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
 
     def __init__(
         self,
-        ontology: CaptionOntology | dict[str, str] | None = None,
+        ontology: Ontology | dict[str, str] | None = None,
         checkpoint: str | os.PathLike[str] = DEFAULT_CHECKPOINT,
         *,
         weights: str | os.PathLike[str] | None = None,
@@ -60,10 +70,12 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
         precision: str | None = None,
         batch_size: int = 32,
         cache_dir: str | os.PathLike[str] | None = None,
+        prompt_templates: str | Sequence[str] | None = None,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size: expected a positive integer, but got {batch_size!r}")
         self.batch_size = batch_size
+        self.prompt_templates = resolve_templates(prompt_templates)
         chosen = select_device(device)
         self.encoder = Encoder(
             resolve(checkpoint, weights),
@@ -71,7 +83,7 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
             precision=select_precision(precision, chosen),
             cache_dir=cache_dir,
         )
-        self.ontology: CaptionOntology | None = None
+        self.ontology: Ontology | None = None
         self._head: ZeroShotHead | None = None
         self.set_ontology(ontology)
 
@@ -87,13 +99,19 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
             f"precision={self.encoder.precision!r}, classes={classes})"
         )
 
-    def set_ontology(self, ontology: CaptionOntology | dict[str, str] | None) -> None:
-        """Use a new ontology; its prompts are embedded once, here."""
+    def set_ontology(self, ontology: Ontology | dict[str, str] | None) -> None:
+        """Use a new ontology; its prompts (or example images) are embedded once, here."""
         if ontology is None:
             self.ontology, self._head = None, None
             return
         checked = as_ontology(ontology)
-        self._head = build_head(checked, self.encoder.encode_texts, self.encoder.logit_scale)
+        self._head = build_head(
+            checked,
+            embed_texts=self.encoder.encode_texts,
+            embed_images=self.embed_image,
+            logit_scale=self.encoder.logit_scale,
+            templates=self.prompt_templates,
+        )
         self.ontology = checked
 
     @overload
@@ -114,9 +132,9 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
                 "ontology: predict() needs one, but this model has ontology=None (embedding "
                 "only); pass it to MetaCLIP(...) or call set_ontology(...)"
             )
-        embeddings = self.embed_image(input if _is_batch(input) else [input])
-        results = self._head.classify(embeddings, threshold)
-        return results if _is_batch(input) else results[0]
+        if not _is_batch(input):
+            return self._head.classify(self.embed_image(input)[None], threshold)[0]
+        return self._head.classify(self.embed_image(input), threshold)
 
     def embed_image(self, input: Any) -> np.ndarray:
         """Normalised float32 image embedding(s): ``(D,)`` for one input, ``(N, D)`` for a list."""

@@ -1,30 +1,89 @@
-"""Zero-shot classification: an ontology's prompts, embedded once, scored CLIP's way.
+"""Classification heads: an ontology's prompts (or example images), embedded once, scored the
+same CLIP way.
 
-Score = softmax over the prompts of ``logit_scale * cosine(image, prompt)``; the probabilities
-of prompts that share a class are summed into it. ``class_id`` indexes ``ontology.classes()``
-(a class listed twice is reported at its first position).
+Score = softmax over the ontology's entries of ``logit_scale * cosine(image, entry)``; entries
+that share a class have their probabilities summed. An entry is
+
+- a caption prompt: its text embedding, or with ``prompt_templates`` the mean of its normalised
+  embeddings in every template (re-normalised), the ensemble of CLIP's ImageNet evaluation;
+- a class of an :class:`ExampleOntology`: the re-normalised mean of its normalised example image
+  embeddings, averaged with its caption embedding when it has captions.
+
+``class_id`` indexes ``ontology.classes()`` (a class listed twice is reported at its first place).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
 
 import numpy as np
+import open_clip
 import supervision as sv
+from autodistill.core import EmbeddingOntologyImage
 from autodistill.detection import CaptionOntology
+
+from autodistill_metaclip.errors import ImageLoadError
+
+TEMPLATE_PRESETS: dict[str, tuple[str, ...]] = {
+    "openai": tuple(t("{}") for t in open_clip.OPENAI_IMAGENET_TEMPLATES),
+    "simple": tuple(t("{}") for t in open_clip.SIMPLE_IMAGENET_TEMPLATES),
+}
+"""``"openai"``: the 80 templates of CLIP's (and MetaCLIP's) ImageNet evaluation."""
+
+Embed: TypeAlias = Callable[[list[Any]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class ExampleOntology:
+    """Classes defined by example images, optionally with captions too.
+
+    Args:
+        examples: ``{class: [image, ...]}``; images are anything ``predict`` accepts, or a
+            ``(D,)``/``(k, D)`` array of embeddings computed beforehand.
+        captions: Optional ``{class: caption or [captions]}``, mixed into the class.
+
+    Example:
+        >>> ontology = ExampleOntology({"cat": ["cat1.jpg", "cat2.jpg"], "dog": ["dog.jpg"]})
+    """
+
+    examples: Mapping[str, Sequence[Any] | np.ndarray]
+    captions: Mapping[str, str | Sequence[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.examples:
+            raise ValueError("ontology: expected at least one class of examples, but got none")
+        for name, items in self.examples.items():
+            if not isinstance(name, str) or not name.strip():
+                raise ValueError(f"ontology: expected class names as text, but got {name!r}")
+            if len(items) == 0:
+                raise ValueError(f"ontology: class {name!r} has no examples")
+        unknown = set(self.captions) - set(self.examples)
+        if unknown:
+            raise ValueError(f"ontology: captions for classes without examples: {sorted(unknown)}")
+
+    def classes(self) -> list[str]:
+        """Class names, in order."""
+        return list(self.examples)
+
+    def prompts(self) -> list[str]:
+        """The class names (autodistill's ontology interface)."""
+        return self.classes()
+
+
+Ontology: TypeAlias = CaptionOntology | ExampleOntology
 
 
 @dataclass(frozen=True)
 class ZeroShotHead:
-    """Cached prompt embeddings of one ontology.
+    """Cached embeddings of one ontology's entries.
 
     Attributes:
         classes: ``ontology.classes()``, in order.
-        prompt_class: For each prompt, the index of its class in ``classes``.
-        prompt_embeddings: ``(P, D)`` L2-normalised prompt embeddings.
+        prompt_class: For each entry, the index of its class in ``classes``.
+        prompt_embeddings: ``(P, D)`` L2-normalised entry embeddings.
         logit_scale: The model's learned temperature, ``exp(logit_scale)``.
     """
 
@@ -58,9 +117,37 @@ class ZeroShotHead:
         return results
 
 
-def as_ontology(ontology: Any) -> CaptionOntology:
-    """Accept a ``CaptionOntology`` (or any object with string ``prompts()`` and ``classes()``)
-    or a plain ``{prompt: class}`` dict."""
+def resolve_templates(templates: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """A preset name, one template or a list of them, each with one ``{}`` for the prompt."""
+    if templates is None:
+        return None
+    if isinstance(templates, str):
+        if templates in TEMPLATE_PRESETS:
+            return TEMPLATE_PRESETS[templates]
+        if "{}" not in templates:
+            raise ValueError(
+                f"prompt_templates: expected a preset ({', '.join(TEMPLATE_PRESETS)}) or a "
+                f"format string with {{}}, but got {templates!r}"
+            )
+        templates = [templates]
+    resolved = tuple(templates)
+    bad = [t for t in resolved if not isinstance(t, str) or t.count("{}") != 1]
+    if not resolved or bad:
+        raise ValueError(
+            "prompt_templates: expected format strings with exactly one {} each, "
+            f"but got {bad or 'none'}"
+        )
+    return resolved
+
+
+def as_ontology(ontology: Any) -> Ontology:
+    """Accept a ``CaptionOntology`` (or any object with string ``prompts()`` and ``classes()``),
+    a plain ``{prompt: class}`` dict, an :class:`ExampleOntology`, or autodistill's
+    ``EmbeddingOntologyImage`` (``{class: [image paths]}``)."""
+    if isinstance(ontology, ExampleOntology):
+        return ontology
+    if isinstance(ontology, EmbeddingOntologyImage):
+        return ExampleOntology(dict(ontology.embeddingMap))
     if isinstance(ontology, dict):
         if not ontology:
             raise ValueError("ontology: expected at least one prompt, but got none")
@@ -70,7 +157,7 @@ def as_ontology(ontology: Any) -> CaptionOntology:
         and callable(getattr(ontology, "classes", None))
     ):
         raise TypeError(
-            "ontology: expected a CaptionOntology or a {prompt: class} dict, "
+            "ontology: expected a CaptionOntology, a {prompt: class} dict or an ExampleOntology, "
             f"but got {type(ontology).__name__}"
         )
     prompts, classes = list(ontology.prompts()), list(ontology.classes())
@@ -89,19 +176,71 @@ def as_ontology(ontology: Any) -> CaptionOntology:
 
 
 def build_head(
-    ontology: CaptionOntology,
-    encode_texts: Callable[[Sequence[str]], np.ndarray],
+    ontology: Ontology,
+    *,
+    embed_texts: Embed,
+    embed_images: Embed,
     logit_scale: float,
+    templates: tuple[str, ...] | None = None,
 ) -> ZeroShotHead:
-    """Embed every prompt of ``ontology`` once."""
+    """Embed every entry of ``ontology`` once."""
     classes = list(ontology.classes())
+    if isinstance(ontology, ExampleOntology):
+        entries = np.stack(
+            [
+                _class_prototype(ontology, name, embed_texts, embed_images, templates)
+                for name in classes
+            ]
+        )
+    else:
+        entries = embed_prompts(list(ontology.prompts()), embed_texts, templates)
     first = {name: classes.index(name) for name in classes}
     return ZeroShotHead(
         classes=classes,
         prompt_class=np.array([first[name] for name in classes], dtype=np.int64),
-        prompt_embeddings=encode_texts(list(ontology.prompts())).astype(np.float64),
+        prompt_embeddings=entries.astype(np.float64),
         logit_scale=logit_scale,
     )
+
+
+def embed_prompts(
+    prompts: list[str], embed_texts: Embed, templates: tuple[str, ...] | None
+) -> np.ndarray:
+    """``(P, D)`` prompt embeddings; with templates, each one's normalised ensemble mean."""
+    if not templates:
+        return embed_texts(prompts)
+    texts = [template.replace("{}", prompt) for prompt in prompts for template in templates]
+    per_template = embed_texts(texts).reshape(len(prompts), len(templates), -1)
+    return _normalise(per_template.mean(axis=1))
+
+
+def _class_prototype(
+    ontology: ExampleOntology,
+    name: str,
+    embed_texts: Embed,
+    embed_images: Embed,
+    templates: tuple[str, ...] | None,
+) -> np.ndarray:
+    items = ontology.examples[name]
+    if isinstance(items, np.ndarray):
+        vectors = np.atleast_2d(items).astype(np.float64)
+    else:
+        try:
+            vectors = embed_images(list(items))
+        except ImageLoadError as e:
+            raise ImageLoadError(f"ontology: an example of {name!r}: {e}") from e
+    prototype = _normalise(_normalise(vectors).mean(axis=0))
+    captions = ontology.captions.get(name)
+    if captions:
+        listed = [captions] if isinstance(captions, str) else list(captions)
+        text = _normalise(embed_prompts(listed, embed_texts, templates).mean(axis=0))
+        prototype = _normalise(prototype + text)
+    return prototype
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.where(norms == 0, 1, norms)
 
 
 def check_confidence(confidence: Any) -> float:

@@ -16,10 +16,10 @@ from tests.conftest import random_weights
 
 AUDIT = r"""
 import importlib, os, pkgutil, sys
-# Third-party imports first: torch's CUDA build runs `ldconfig -p` when imported, which is
-# torch's doing. What is audited is the import of this package's own modules.
-import autodistill.classification, huggingface_hub, numpy, open_clip, PIL.Image, requests
-import safetensors, supervision, torch, tqdm.auto
+# Third-party imports first: torch's CUDA build runs `ldconfig -p` and matplotlib builds a font
+# cache on their first import, which is their doing. What is audited is this package's modules.
+import autodistill.classification, huggingface_hub, matplotlib.figure, numpy, open_clip
+import PIL.Image, requests, safetensors, sklearn.cluster, supervision, torch, tqdm.auto
 seen = []
 WATCHED = ("socket.connect", "socket.getaddrinfo", "subprocess.Popen", "os.system",
            "os.posix_spawn", "os.exec", "os.fork", "os.spawn")
