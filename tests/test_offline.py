@@ -53,7 +53,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 def test_import_touches_no_network_subprocess_or_files(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-c", AUDIT],
-        env=_env(tmp_path),
+        env=_env(tmp_path, MPLCONFIGDIR=str(tmp_path / "matplotlib")),
         capture_output=True,
         text=True,
         timeout=120,
