@@ -10,13 +10,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
+from open_clip.transform import PreprocessCfg, image_transform_v2, merge_preprocess_dict
 from PIL import Image
 
 from autodistill_metaclip import weights
@@ -62,6 +64,41 @@ def select_precision(precision: str | None, device: torch.device) -> str:
     return precision
 
 
+@dataclass
+class ImagePreprocessor:
+    """Any image input -> the model's input tensor. Picklable, so that Ray tasks can run it.
+
+    JPEGs at least 4x the input size are decoded at reduced scale (Pillow's draft mode, still
+    >= 2x the input): 2.3-2.6x faster on 12 MP photos, embedding cosine >= 0.9999 to full
+    decoding (``benchmarks/throughput.py``). Set ``draft_size = None`` to always decode fully.
+    """
+
+    transform: Callable[[Image.Image], torch.Tensor]
+    resize_mode: str
+    draft_size: int | None
+
+    def __call__(self, source: ImageInput) -> torch.Tensor:
+        """Load and preprocess one image into a ``(3, H, W)`` float tensor on the CPU."""
+        image = load_image(source, draft_size=self.draft_size)
+        if self.resize_mode == "shortest":
+            image = _limit_aspect(image)
+        return self.transform(image)
+
+
+def make_preprocessor(architecture: str, tag_config: dict[str, Any]) -> ImagePreprocessor:
+    """The preprocessing open_clip gives ``architecture`` with a pretrained tag's settings
+    (``{}`` for a local weights file), built without loading any weights."""
+    config = merge_preprocess_dict(PreprocessCfg(), tag_config)
+    size = open_clip.get_model_config(architecture)["vision_cfg"]["image_size"]
+    config["size"] = (size, size) if isinstance(size, int) else tuple(size)
+    settings = PreprocessCfg(**config)
+    return ImagePreprocessor(
+        transform=image_transform_v2(settings, is_train=False),
+        resize_mode=settings.resize_mode,
+        draft_size=2 * max(config["size"]),
+    )
+
+
 class Encoder:
     """A loaded open_clip model in ``eval()`` mode.
 
@@ -71,10 +108,6 @@ class Encoder:
         precision: ``fp32``; or ``fp16``/``bf16``: autocast around fp32 weights on CUDA and MPS,
             low-precision weights (LayerNorm kept in fp32) on CPU, where autocast measured slower.
         cache_dir: Where open_clip downloads weights (default: the Hugging Face cache).
-
-    JPEGs at least 4x the input size are decoded at reduced scale (Pillow's draft mode, still
-    >= 2x the input): 2.3-2.6x faster on 12 MP photos, embedding cosine >= 0.9999 to full
-    decoding (``benchmarks/throughput.py``). Set ``draft_size = None`` to always decode fully.
     """
 
     def __init__(
@@ -98,17 +131,13 @@ class Encoder:
             else None
         )
         try:
-            model, _, self.preprocess = open_clip.create_model_and_transforms(
+            model = open_clip.create_model(
                 resolved.architecture,
                 pretrained=str(weights_file),
                 precision=precision if low_precision_weights else "fp32",
                 device=device,
                 cache_dir=cache,
                 weights_only=True,
-                image_mean=preprocess_cfg.get("mean"),
-                image_std=preprocess_cfg.get("std"),
-                image_interpolation=preprocess_cfg.get("interpolation"),
-                image_resize_mode=preprocess_cfg.get("resize_mode"),
             )
         except Exception as e:
             raise CheckpointError(
@@ -116,20 +145,14 @@ class Encoder:
                 f"{resolved.architecture!r}: {weights.first_lines(e)}"
             ) from e
         self.model = model.eval()
+        self.preprocessor = make_preprocessor(resolved.architecture, preprocess_cfg)
         self.tokenizer = _tokenizer(resolved, cache)
         self.logit_scale = float(model.logit_scale.detach().exp())
-        self.resize_mode = model.visual.preprocess_cfg.get("resize_mode", "shortest")
-        size = model.visual.preprocess_cfg["size"]
-        self.image_size = max(size) if isinstance(size, tuple | list) else int(size)
-        self.draft_size: int | None = 2 * self.image_size
         self.dim = int(open_clip.get_model_config(resolved.architecture)["embed_dim"])
 
     def pixels(self, source: ImageInput) -> torch.Tensor:
         """Load and preprocess one image into a ``(3, H, W)`` float tensor on the CPU."""
-        image = load_image(source, draft_size=self.draft_size)
-        if self.resize_mode == "shortest":
-            image = _limit_aspect(image)
-        return self.preprocess(image)
+        return self.preprocessor(source)
 
     @torch.inference_mode()
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:

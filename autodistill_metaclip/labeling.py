@@ -23,7 +23,7 @@ import shutil
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
@@ -35,7 +35,7 @@ from autodistill_metaclip.pipeline import encode_images
 from autodistill_metaclip.zeroshot import check_confidence
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from autodistill_metaclip.model import MetaCLIP
 
@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 class Planned:
     """Where one input file goes if it gets a class."""
 
-    source: Path
+    source: Any  # a local Path, or a path on another filesystem
     key: str  # path relative to the input folder, POSIX style: the manifest's "image"
     split: str
     file_name: str
@@ -105,52 +105,120 @@ def label_folder(
     if overwrite and resume:
         raise ValueError("overwrite, resume: expected at most one of them, but got both")
 
-    plan = _plan(
-        find_images(source_root, extension, recursive=recursive, exclude=output),
-        source_root,
-        fractions,
-        seed,
+    files = find_images(source_root, extension, recursive=recursive, exclude=output)
+    keys = [f.relative_to(source_root).as_posix() for f in files]
+    writer = DatasetWriter(
+        output, plan(files, keys, fractions, seed), head.classes, overwrite=overwrite, resume=resume
     )
-    done = _prepare_output(output, overwrite=overwrite, resume=resume)
-    folders = class_folders(head.classes)
-    todo = [p for p in plan if done.get(p.key, {}).get("status") not in ("labeled", "unlabeled")]
-    rows = {key: row for key, row in done.items() if row.get("status") in ("labeled", "unlabeled")}
-    if done:
-        logger.info("resuming: %d of %d images already done", len(plan) - len(todo), len(plan))
+    todo = writer.todo
+    with writer, tqdm(total=len(todo), desc="Labeling", unit="img", disable=not progress) as bar:
+        for item in encode_images(
+            model.encoder, [p.source for p in todo], batch_size=model.batch_size
+        ):
+            if item.embedding is None:
+                writer.write(todo[item.index], "failed", error=str(item.error))
+            else:
+                probabilities = head.probabilities(item.embedding[None])[0]
+                writer.write(todo[item.index], *verdict(probabilities, head.classes, threshold))
+            bar.update()
+    return writer.dataset()
 
-    with open(output / MANIFEST, "a", encoding="utf-8", newline="") as manifest_file:
-        writer = csv.DictWriter(manifest_file, COLUMNS)
-        if manifest_file.tell() == 0:
-            writer.writeheader()
-        bar = tqdm(total=len(todo), desc="Labeling", unit="img", disable=not progress)
-        try:
-            for item in encode_images(
-                model.encoder, [p.source for p in todo], batch_size=model.batch_size
-            ):
-                planned = todo[item.index]
-                if item.embedding is None:
-                    row = _row(planned, "failed", error=str(item.error))
-                else:
-                    probabilities = head.probabilities(item.embedding[None])[0]
-                    best = int(np.argmax(probabilities))
-                    status = "labeled" if probabilities[best] >= threshold else "unlabeled"
-                    row = _row(planned, status, head.classes[best], float(probabilities[best]))
-                    if status == "labeled":
-                        _copy_atomic(
-                            planned.source,
-                            output / planned.split / folders[head.classes[best]],
-                            planned.file_name,
-                        )
-                rows[planned.key] = row
-                writer.writerow(row)
-                manifest_file.flush()
-                bar.update()
-        finally:
-            bar.close()
 
-    _rewrite_manifest(output / MANIFEST, [rows[p.key] for p in plan if p.key in rows])
-    _log_summary(rows.values(), output)
-    return _dataset(rows.values(), plan, head.classes, folders, output)
+def verdict(
+    probabilities: np.ndarray, classes: Sequence[str], threshold: float
+) -> tuple[str, str, float]:
+    """``(status, best class, its probability)``: "labeled" at or above ``threshold``."""
+    best = int(np.argmax(probabilities))
+    status = "labeled" if probabilities[best] >= threshold else "unlabeled"
+    return status, classes[best], float(probabilities[best])
+
+
+class DatasetWriter:
+    """Writes a ``label()`` dataset as results arrive, in any order.
+
+    Labelled images are copied atomically (``copy(source, destination)``; the original bytes)
+    into ``split/class/``, and every result is appended to the manifest at once, so that an
+    interrupted run can be resumed. On a clean exit the manifest is rewritten in plan order.
+    """
+
+    def __init__(
+        self,
+        output: Path,
+        planned: list[Planned],
+        classes: Sequence[str],
+        *,
+        overwrite: bool = False,
+        resume: bool = False,
+        copy: Callable[[Any, str], Any] = shutil.copyfile,
+    ) -> None:
+        self.output, self.plan, self.classes, self.copy = output, planned, list(classes), copy
+        self.folders = class_folders(classes)
+        done = _prepare_output(output, overwrite=overwrite, resume=resume)
+        self.rows = {k: r for k, r in done.items() if r.get("status") in ("labeled", "unlabeled")}
+        self.todo = [p for p in planned if p.key not in self.rows]
+        if done:
+            logger.info("resuming: %d of %d images already done", len(self.rows), len(planned))
+
+    def __enter__(self) -> DatasetWriter:
+        self._file = open(self.output / MANIFEST, "a", encoding="utf-8", newline="")
+        self._csv = csv.DictWriter(self._file, COLUMNS)
+        if self._file.tell() == 0:
+            self._csv.writeheader()
+        return self
+
+    def write(
+        self,
+        planned: Planned,
+        status: str,
+        name: str = "",
+        probability: float | None = None,
+        error: str = "",
+    ) -> None:
+        """Record one result; a labelled image is copied into the dataset first."""
+        if status == "labeled":
+            _copy_atomic(
+                self.copy,
+                planned.source,
+                self.output / planned.split / self.folders[name],
+                planned.file_name,
+            )
+        row = {
+            "image": planned.key,
+            "status": status,
+            "class": name,
+            "confidence": "" if probability is None else f"{probability:.6f}",
+            "split": planned.split if status == "labeled" else "",
+            "error": error,
+        }
+        self.rows[planned.key] = row
+        self._csv.writerow(row)
+        self._file.flush()
+
+    def __exit__(self, error_type: Any, *_: Any) -> None:
+        self._file.close()
+        if error_type is None:
+            _rewrite_manifest(
+                self.output / MANIFEST, [self.rows[p.key] for p in self.plan if p.key in self.rows]
+            )
+            _log_summary(self.rows.values(), self.output)
+
+    def dataset(self) -> sv.ClassificationDataset:
+        """Every labelled image in the output, as a supervision dataset."""
+        by_key = {p.key: p for p in self.plan}
+        images, annotations = [], {}
+        for row in self.rows.values():
+            planned = by_key.get(row["image"])
+            if row["status"] != "labeled" or planned is None or row["class"] not in self.folders:
+                continue
+            path = str(self.output / row["split"] / self.folders[row["class"]] / planned.file_name)
+            images.append(path)
+            annotations[path] = sv.Classifications(
+                class_id=np.array([self.classes.index(row["class"])]),
+                confidence=np.array([float(row["confidence"])], dtype=np.float32),
+            )
+        return sv.ClassificationDataset(
+            classes=self.classes, images=images, annotations=annotations
+        )
 
 
 def class_folders(classes: Sequence[str]) -> dict[str, str]:
@@ -200,33 +268,37 @@ def _check_folders(source_root: Path, output: Path) -> None:
         )
 
 
-def _plan(files: list[Path], root: Path, fractions: Split, seed: int) -> list[Planned]:
-    """Decide each file's split and output file name before anything is encoded."""
-    keys = [f.relative_to(root).as_posix() for f in files]
-    order = np.random.default_rng(seed).permutation(len(files))
-    n_train = round(fractions[0] * len(files))
-    n_valid = round(fractions[1] * len(files))
+def plan(sources: Sequence[Any], keys: Sequence[str], fractions: Split, seed: int) -> list[Planned]:
+    """Decide each file's split and output name before anything is encoded.
+
+    ``keys`` are the files' paths relative to the input folder (POSIX); the split is a seeded
+    shuffle of them, so the same files and seed always give the same split.
+    """
+    order = np.random.default_rng(seed).permutation(len(keys))
+    n_train = round(fractions[0] * len(keys))
+    n_valid = round(fractions[1] * len(keys))
     split_of = {}
     for rank, i in enumerate(order):
         split_of[i] = (
             SPLITS[0] if rank < n_train else SPLITS[1] if rank < n_train + n_valid else SPLITS[2]
         )
     # A bare file name where it is unique (ignoring case); else the relative path, flattened.
-    counts = Counter(f.name.lower() for f in files)
+    base = [PurePosixPath(k).name for k in keys]
+    counts = Counter(name.lower() for name in base)
     names = [
-        f.name if counts[f.name.lower()] == 1 else safe_name(k.replace("/", "__"))
-        for f, k in zip(files, keys, strict=True)
+        b if counts[b.lower()] == 1 else safe_name(k.replace("/", "__"))
+        for b, k in zip(base, keys, strict=True)
     ]
     seen: set[str] = set()
     for i, name in enumerate(names):
-        stem, suffix, n = Path(name).stem, Path(name).suffix, 1
+        stem, suffix, n = PurePosixPath(name).stem, PurePosixPath(name).suffix, 1
         while names[i].lower() in seen:
             n += 1
             names[i] = f"{stem}_{n}{suffix}"
         seen.add(names[i].lower())
     return [
-        Planned(f, k, split_of[i], names[i])
-        for i, (f, k) in enumerate(zip(files, keys, strict=True))
+        Planned(src, key, split_of[i], names[i])
+        for i, (src, key) in enumerate(zip(sources, keys, strict=True))
     ]
 
 
@@ -260,26 +332,15 @@ def _read_manifest(path: Path) -> dict[str, dict[str, str]]:
     return {r["image"]: {c: r.get(c) or "" for c in COLUMNS} for r in rows}
 
 
-def _row(
-    planned: Planned, status: str, name: str = "", probability: float | None = None, error: str = ""
-) -> dict[str, str]:
-    return {
-        "image": planned.key,
-        "status": status,
-        "class": name,
-        "confidence": "" if probability is None else f"{probability:.6f}",
-        "split": planned.split if status == "labeled" else "",
-        "error": error,
-    }
-
-
-def _copy_atomic(source: Path, folder: Path, file_name: str) -> None:
+def _copy_atomic(
+    copy: Callable[[Any, str], Any], source: Any, folder: Path, file_name: str
+) -> None:
     """Copy the original bytes; the file appears under its name only when complete."""
     folder.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=".partial-")
     os.close(descriptor)
     try:
-        shutil.copyfile(source, temporary)
+        copy(source, temporary)
         os.replace(temporary, folder / file_name)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -312,21 +373,3 @@ def _log_summary(rows: Any, output: Path) -> None:
         )
     if not counts["labeled"]:
         logger.warning("no image was labeled: the dataset in %s is empty", output)
-
-
-def _dataset(
-    rows: Any, plan: list[Planned], classes: list[str], folders: dict[str, str], output: Path
-) -> sv.ClassificationDataset:
-    by_key = {p.key: p for p in plan}
-    images, annotations = [], {}
-    for row in rows:
-        planned = by_key.get(row["image"])
-        if row["status"] != "labeled" or planned is None or row["class"] not in folders:
-            continue
-        path = str(output / row["split"] / folders[row["class"]] / planned.file_name)
-        images.append(path)
-        annotations[path] = sv.Classifications(
-            class_id=np.array([classes.index(row["class"])]),
-            confidence=np.array([float(row["confidence"])], dtype=np.float32),
-        )
-    return sv.ClassificationDataset(classes=list(classes), images=images, annotations=annotations)

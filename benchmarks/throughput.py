@@ -71,7 +71,9 @@ def bare_model(model: MetaCLIP, pixels: torch.Tensor, batch_size: int) -> float:
 
 
 def decoded(model: MetaCLIP, photos: list[Path]) -> torch.Tensor:
-    return torch.stack([model.encoder.preprocess(Image.open(p).convert("RGB")) for p in photos])
+    return torch.stack(
+        [model.encoder.preprocessor.transform(Image.open(p).convert("RGB")) for p in photos]
+    )
 
 
 def ours(model: MetaCLIP, folder: Path, output: Path) -> float:
@@ -200,9 +202,9 @@ def large_photos(model: MetaCLIP, work: Path, n: int = 24) -> dict[str, float]:
     encoder = model.encoder
     timings = {}
     embeddings = {}
-    for name, draft in (("full", None), ("draft", encoder.draft_size)):
+    for name, draft in (("full", None), ("draft", encoder.preprocessor.draft_size)):
         start = time.perf_counter()
-        pixels = [encoder.preprocess(load_image(p, draft_size=draft)) for p in photos]
+        pixels = [encoder.preprocessor.transform(load_image(p, draft_size=draft)) for p in photos]
         timings[name] = (time.perf_counter() - start) / n
         embeddings[name] = encoder.encode_pixels(torch.stack(pixels))
     head = model.head

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import csv
-import signal
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -37,11 +35,19 @@ def test_threads_sharing_a_model_get_the_serial_results(demo_model: MetaCLIP) ->
 
 
 LABEL = """
-import sys
+import itertools, os, signal, sys
 from autodistill.detection import CaptionOntology
 from autodistill_metaclip import MetaCLIP, synthetic
 model = MetaCLIP(CaptionOntology(synthetic.caption_ontology()), checkpoint="demo", batch_size=8)
-print("ready", flush=True)
+# A real SIGINT, as Ctrl-C sends, raised when the 300th image is being decoded: it lands in the
+# main thread wherever it happens to be (encoding, copying, writing the manifest).
+loaded = itertools.count()
+decode = model.encoder.pixels
+def pixels(source):
+    if next(loaded) == 300:
+        os.kill(os.getpid(), signal.SIGINT)
+    return decode(source)
+model.encoder.pixels = pixels
 model.label(sys.argv[1], ".png", sys.argv[2], progress=False)
 """
 
@@ -55,27 +61,19 @@ def test_interrupted_label_leaves_no_partial_file_and_resumes(
     demo_model: MetaCLIP, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source = tmp_path / "in"
-    synthetic.write_folder(source, 1500, suffix=".png", seed=8)
+    synthetic.write_folder(source, 800, suffix=".png", seed=8)
     output = tmp_path / "out"
-    process = subprocess.Popen(
+    process = subprocess.run(
         [sys.executable, "-c", LABEL, str(source), str(output)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        capture_output=True,
         text=True,
+        timeout=300,
     )
-    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
-    deadline = time.monotonic() + 120
+    assert process.returncode != 0 and "KeyboardInterrupt" in process.stderr
     manifest = output / "manifest.csv"
-    while time.monotonic() < deadline:
-        if manifest.is_file() and manifest.read_text(encoding="utf-8").count("\n") > 150:
-            break
-        time.sleep(0.005)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode != 0 and "KeyboardInterrupt" in stderr
 
     done = {row["image"] for row in _rows(manifest)}
-    assert 150 < len(done) < 1500, "the run was not interrupted midway"
+    assert 200 < len(done) < 800, "the run was not interrupted midway"
     written = [p for p in output.rglob("*") if p.is_file() and p.name != "manifest.csv"]
     assert not [p for p in written if p.name.startswith(".partial-")]
     for path in written:  # every image file present is complete
