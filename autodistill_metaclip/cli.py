@@ -103,6 +103,60 @@ def _ontology_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
+def _ray_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--ray",
+            "ray_address",
+            is_flag=False,
+            flag_value="local",
+            default=None,
+            metavar="[ADDRESS]",
+            help="Run on Ray: a local instance, or the cluster at ADDRESS.",
+        ),
+        click.option(
+            "--actors",
+            type=click.IntRange(1),
+            default=1,
+            show_default=True,
+            help="With --ray: model replicas (one GPU each where there are GPUs).",
+        ),
+        click.option(
+            "--cpus-per-actor",
+            type=click.FloatRange(0, min_open=True),
+            default=1.0,
+            show_default=True,
+            help="With --ray: CPUs each replica reserves.",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _spec(
+    checkpoint: str | None,
+    weights: str | None,
+    device: str | None,
+    precision: str | None,
+    batch_size: int,
+    templates: str | None,
+    ontology: Any = None,
+) -> Any:
+    """What Ray actors build (the driver loads no model)."""
+    from autodistill_metaclip.model import ModelSpec
+    from autodistill_metaclip.zeroshot import resolve_templates
+
+    return ModelSpec(
+        ontology=ontology,
+        checkpoint=checkpoint or DEFAULT_CHECKPOINT,
+        weights=weights,
+        precision=precision,
+        batch_size=batch_size,
+        prompt_templates=resolve_templates(templates),
+    )
+
+
 def _model(
     checkpoint: str | None,
     weights: str | None,
@@ -232,7 +286,7 @@ def predict(
 
 
 @main.command()
-@click.argument("input_folder", type=click.Path(exists=True, file_okay=False))
+@click.argument("input_folder")
 @click.argument("output_folder", type=click.Path(file_okay=False))
 @_ontology_options
 @click.option(
@@ -245,6 +299,10 @@ def predict(
 @click.option("--overwrite", is_flag=True, help="Replace an earlier dataset in OUTPUT_FOLDER.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run.")
 @click.option("--grid", type=click.Path(dir_okay=False), help="Save a PNG of labelled images.")
+@click.option(
+    "--shards", help="With --ray: where the parquet results go [default: OUTPUT_FOLDER-shards]."
+)
+@_ray_options
 @_model_options
 @_command
 def label(
@@ -261,29 +319,57 @@ def label(
     overwrite: bool,
     resume: bool,
     grid: str | None,
+    shards: str | None,
+    ray_address: str | None,
+    actors: int,
+    cpus_per_actor: float,
     **model: Any,
 ) -> Any:
     """Label a folder of images into a train/valid/test classification dataset.
 
+    With --ray, INPUT_FOLDER may also be a URI pyarrow reads (s3://bucket/photos).
+
     \b
-    Example:
+    Examples:
       autodistill-metaclip label -m demo photos/ dataset/ -c cat -c dog --confidence 0.6
+      autodistill-metaclip label -m demo photos/ dataset/ -c cat -c dog --ray --actors 2
     """
     import csv
 
-    metaclip = _model(**model, ontology=_ontology(classes, ontology, examples))
-    dataset = metaclip.label(
-        input_folder,
-        list(extension) or None,
-        output_folder,
-        confidence=confidence,
-        seed=seed,
-        split=split,
-        recursive=recursive,
-        overwrite=overwrite,
-        resume=resume,
-        progress=sys.stderr.isatty(),
-    )
+    classes_given = _ontology(classes, ontology, examples)
+    if ray_address is None:
+        dataset = _model(**model, ontology=classes_given).label(
+            input_folder,
+            list(extension) or None,
+            output_folder,
+            confidence=confidence,
+            seed=seed,
+            split=split,
+            recursive=recursive,
+            overwrite=overwrite,
+            resume=resume,
+            progress=sys.stderr.isatty(),
+        )
+    else:
+        from autodistill_metaclip.distributed import label_with_ray
+
+        if resume:
+            raise click.UsageError("--resume is not available with --ray")
+        dataset = label_with_ray(
+            _spec(**model, ontology=classes_given),
+            input_folder,
+            shards or f"{output_folder.rstrip('/')}-shards",
+            extensions=list(extension) or None,
+            recursive=recursive,
+            confidence=confidence,
+            actors=actors,
+            cpus_per_actor=cpus_per_actor,
+            address=None if ray_address == "local" else ray_address,
+            dataset_folder=output_folder,
+            seed=seed,
+            split=split,
+            overwrite=overwrite,
+        ).dataset
     with open(Path(output_folder) / "manifest.csv", encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     counts = {s: sum(r["status"] == s for r in rows) for s in ("labeled", "unlabeled", "failed")}
@@ -308,17 +394,45 @@ def label(
     "-o",
     "--output",
     type=click.Path(dir_okay=False),
-    help="Write .npy (vectors) or .npz (inputs and vectors).",
+    help="Write .npy (vectors) or .npz (inputs and vectors); with --ray, the parquet folder.",
 )
+@_ray_options
 @_model_options
 @_command
-def embed(images: tuple[str, ...], texts: tuple[str, ...], output: str | None, **model: Any) -> Any:
+def embed(
+    images: tuple[str, ...],
+    texts: tuple[str, ...],
+    output: str | None,
+    ray_address: str | None,
+    actors: int,
+    cpus_per_actor: float,
+    **model: Any,
+) -> Any:
     """Embed images (files, folders, URLs) and texts as L2-normalised vectors.
 
+    With --ray, give one folder or URI (s3://bucket/photos) and -o for the parquet shards.
+
     \b
-    Example:
+    Examples:
       autodistill-metaclip embed -m demo photos/ -t "a red circle" -o vectors.npz
+      autodistill-metaclip embed -m demo photos/ --ray --actors 2 -o embeddings/
     """
+    if ray_address is not None:
+        from autodistill_metaclip.distributed import embed_with_ray
+
+        if len(images) != 1 or texts or not output:
+            raise click.UsageError("--ray embeds one folder or URI into -o OUTPUT, without --text")
+        run = embed_with_ray(
+            _spec(**model),
+            images[0],
+            output,
+            actors=actors,
+            cpus_per_actor=cpus_per_actor,
+            address=None if ray_address == "local" else ray_address,
+        )
+        text = f"{run.counts} -> {output} (parquet: key, path, status, error, embedding)"
+        return {"output": output, **run.counts}, text, False
+
     from autodistill_metaclip.pipeline import encode_images
 
     metaclip = _model(**model)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
@@ -76,6 +77,14 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
             raise ValueError(f"batch_size: expected a positive integer, but got {batch_size!r}")
         self.batch_size = batch_size
         self.prompt_templates = resolve_templates(prompt_templates)
+        self._spec = ModelSpec(
+            checkpoint=os.fspath(checkpoint),
+            weights=None if weights is None else os.fspath(weights),
+            precision=precision,
+            batch_size=batch_size,
+            cache_dir=None if cache_dir is None else os.fspath(cache_dir),
+            prompt_templates=self.prompt_templates,
+        )
         chosen = select_device(device)
         self.encoder = Encoder(
             resolve(checkpoint, weights),
@@ -202,9 +211,43 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
         )
 
     @property
+    def spec(self) -> ModelSpec:
+        """How to build this same model in another process (e.g. a Ray actor)."""
+        return replace(self._spec, ontology=self.ontology)
+
+    @property
     def head(self) -> ZeroShotHead | None:
         """The cached prompt embeddings of the current ontology, if any."""
         return self._head
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The arguments of a :class:`MetaCLIP`, picklable, to build it again elsewhere.
+
+    Paths in it (a weights file, a config JSON, ``cache_dir``) must exist where it is built.
+    """
+
+    ontology: Any = None
+    checkpoint: str = DEFAULT_CHECKPOINT
+    weights: str | None = None
+    precision: str | None = None
+    batch_size: int = 32
+    cache_dir: str | None = None
+    prompt_templates: tuple[str, ...] | None = None
+
+    def build(self, device: str | torch.device | None = None) -> MetaCLIP:
+        """The model; ``device=None`` picks the best device of the process that builds it."""
+        return MetaCLIP(
+            self.ontology,
+            self.checkpoint,
+            weights=self.weights,
+            device=device,
+            precision=self.precision,
+            batch_size=self.batch_size,
+            cache_dir=self.cache_dir,
+            prompt_templates=self.prompt_templates,
+        )
 
 
 def _is_batch(value: Any) -> bool:

@@ -162,7 +162,7 @@ def test_checkpoints_and_help() -> None:
     assert "| `b32-fullcc` |" in run("checkpoints", "--markdown")[1]
     for command in main.commands:
         code, out, _ = run(command, "--help")
-        assert code == 0 and "Example:" in out and "autodistill-metaclip" in out
+        assert code == 0 and "Example" in out and "autodistill-metaclip" in out
 
 
 def test_python_dash_m_entry_point() -> None:
