@@ -23,6 +23,17 @@ from autodistill_metaclip.checkpoints import DEFAULT_CHECKPOINT
 logger = logging.getLogger("autodistill_metaclip")
 
 
+def _options(*options: Callable[..., Any]) -> Callable[..., Any]:
+    """Several click options as one decorator, in the order given."""
+
+    def apply(function: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return apply
+
+
 def _command(function: Callable[..., Any]) -> Callable[..., Any]:
     """Add --json and --verbose; turn exceptions into one-line errors with exit code 1."""
 
@@ -53,85 +64,73 @@ def _command(function: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _model_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option(
-            "-m",
-            "--checkpoint",
-            default=None,
-            help=f"Checkpoint name, open_clip architecture or config JSON "
-            f"[default: {DEFAULT_CHECKPOINT}, or the index's own].",
-        ),
-        click.option("--weights", default=None, help="Pretrained tag or local weights file."),
-        click.option("--device", default=None, help="cpu, cuda, cuda:N or mps [default: best]."),
-        click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default=None),
-        click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True),
-        click.option(
-            "--templates",
-            default=None,
-            help='Prompt template(s) with {} or a preset ("openai"), comma-free.',
-        ),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
+_model_options = _options(
+    click.option(
+        "-m",
+        "--checkpoint",
+        default=None,
+        help=f"Checkpoint name, open_clip architecture or config JSON "
+        f"[default: {DEFAULT_CHECKPOINT}, or the index's own].",
+    ),
+    click.option("--weights", default=None, help="Pretrained tag or local weights file."),
+    click.option("--device", default=None, help="cpu, cuda, cuda:N or mps [default: best]."),
+    click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default=None),
+    click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True),
+    click.option(
+        "--templates",
+        default=None,
+        help='Prompt template(s) with {} or a preset ("openai"), comma-free.',
+    ),
+)
 
 
-def _ontology_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option(
-            "-c",
-            "--class",
-            "classes",
-            multiple=True,
-            metavar="NAME|CAPTION=NAME",
-            help='A class; a bare NAME is prompted as "a photo of a NAME".',
-        ),
-        click.option(
-            "--ontology",
-            type=click.Path(exists=True, dir_okay=False),
-            help="JSON file of {caption: class}.",
-        ),
-        click.option(
-            "--examples",
-            type=click.Path(exists=True, file_okay=False),
-            help="Folder with one subfolder of example images per class.",
-        ),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
+_ontology_options = _options(
+    click.option(
+        "-c",
+        "--class",
+        "classes",
+        multiple=True,
+        metavar="NAME|CAPTION=NAME",
+        help='A class; a bare NAME is prompted as "a photo of a NAME".',
+    ),
+    click.option(
+        "--ontology",
+        type=click.Path(exists=True, dir_okay=False),
+        help="JSON file of {caption: class}.",
+    ),
+    click.option(
+        "--examples",
+        type=click.Path(exists=True, file_okay=False),
+        help="Folder with one subfolder of example images per class.",
+    ),
+)
 
 
-def _ray_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option(
-            "--ray",
-            "ray_address",
-            is_flag=False,
-            flag_value="local",
-            default=None,
-            metavar="[ADDRESS]",
-            help="Run on Ray: a local instance, or the cluster at ADDRESS.",
-        ),
-        click.option(
-            "--actors",
-            type=click.IntRange(1),
-            default=1,
-            show_default=True,
-            help="With --ray: model replicas (one GPU each where there are GPUs).",
-        ),
-        click.option(
-            "--cpus-per-actor",
-            type=click.FloatRange(0, min_open=True),
-            default=1.0,
-            show_default=True,
-            help="With --ray: CPUs each replica reserves.",
-        ),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
+_ray_options = _options(
+    click.option(
+        "--ray",
+        "ray_address",
+        is_flag=False,
+        flag_value="local",
+        default=None,
+        metavar="[ADDRESS]",
+        help="Run on Ray: a local instance, or the cluster at ADDRESS.",
+    ),
+    click.option(
+        "--actors",
+        type=click.IntRange(1),
+        default=1,
+        show_default=True,
+        help="With --ray: model replicas (one GPU each where there are GPUs).",
+    ),
+    click.option(
+        "--cpus-per-actor",
+        type=click.FloatRange(0, min_open=True),
+        default=1.0,
+        show_default=True,
+        help="With --ray: CPUs each replica reserves.",
+    ),
+)
 
 
 def _spec(
@@ -521,7 +520,7 @@ def _index_and_model(index_file: str, model: dict[str, Any]) -> tuple[Any, Any]:
     }:
         model = {**model, "checkpoint": loaded.model_info["checkpoint"]}
     metaclip = _model(**model)
-    loaded._check_model(metaclip)
+    loaded.check_model(metaclip)
     return loaded, metaclip
 
 

@@ -31,8 +31,8 @@ import torch
 from autodistill_metaclip.checkpoints import resolve
 from autodistill_metaclip.encoder import ImagePreprocessor, make_preprocessor
 from autodistill_metaclip.errors import ImageLoadError
-from autodistill_metaclip.images import find_images
-from autodistill_metaclip.labeling import DatasetWriter, Split, _check_split, plan, verdict
+from autodistill_metaclip.images import find_images, normalise_extensions
+from autodistill_metaclip.labeling import DatasetWriter, Split, check_split, plan, verdict
 from autodistill_metaclip.model import MetaCLIP, ModelSpec
 from autodistill_metaclip.zeroshot import as_ontology, check_confidence
 
@@ -93,7 +93,7 @@ def label_with_ray(
         raise ValueError("ontology: labelling needs one, but the model has ontology=None")
     spec = replace(spec, ontology=as_ontology(spec.ontology))
     threshold = check_confidence(confidence)
-    fractions = _check_split(split)
+    fractions = check_split(split)
     exclude = None if dataset_folder is None else os.fspath(dataset_folder)
     listing = list_images(source, extensions, recursive, exclude=exclude)
     run = _run(
@@ -233,9 +233,7 @@ def list_images(
         return None, [str(p) for p in found], [p.relative_to(base).as_posix() for p in found]
     import pyarrow.fs
 
-    from autodistill_metaclip.images import _normalise_extensions
-
-    wanted = _normalise_extensions(extensions)
+    wanted = normalise_extensions(extensions)
     infos = filesystem.get_file_info(pyarrow.fs.FileSelector(base, recursive=recursive))
     paths = sorted(
         i.path

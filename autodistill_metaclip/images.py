@@ -130,7 +130,7 @@ def find_images(
     if not root.is_dir():
         problem = "does not exist" if not root.exists() else "is not a folder"
         raise ValueError(f"input_folder: {str(root)!r} {problem}")
-    wanted = _normalise_extensions(extensions)
+    wanted = normalise_extensions(extensions)
     skip = os.path.realpath(exclude) if exclude is not None else None
     found: list[Path] = []
     pending = [root]
@@ -153,7 +153,8 @@ def find_images(
     return sorted(found)
 
 
-def _normalise_extensions(extensions: Iterable[str] | None) -> frozenset[str]:
+def normalise_extensions(extensions: Iterable[str] | None) -> frozenset[str]:
+    """Lower-case suffixes with a dot; ``None`` means every suffix Pillow opens."""
     if extensions is None:
         return frozenset(Image.registered_extensions())
     if isinstance(extensions, str):

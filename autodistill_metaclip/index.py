@@ -124,7 +124,7 @@ class EmbeddingIndex:
 
     def update(self, model: MetaCLIP, *, progress: bool = True) -> dict[str, int]:
         """Embed new and changed files, forget deleted ones; returns the counts."""
-        self._check_model(model)
+        self.check_model(model)
         files = find_images(
             self.root, self.options["extensions"], recursive=self.options["recursive"]
         )
@@ -210,13 +210,13 @@ class EmbeddingIndex:
                 f"index: {str(path)!r} has format {meta.get('format')}, expected {FORMAT}"
             )
         if model is not None:
-            index._check_model(model)
+            index.check_model(model)
         return index
 
     def search(self, model: MetaCLIP, query: Any, k: int = 10) -> list[Hit]:
         """The ``k`` most similar images to a query, by cosine, best first. A ``str`` is a text
         query unless it is a URL or an existing file; anything else is an image."""
-        self._check_model(model)
+        self.check_model(model)
         is_text = isinstance(query, str) and not (
             query.lower().startswith(("http://", "https://")) or Path(query).is_file()
         )
@@ -273,7 +273,7 @@ class EmbeddingIndex:
         if names:
             if model is None:
                 raise ValueError("model: naming clusters needs the model that embeds the names")
-            self._check_model(model)
+            self.check_model(model)
             name_scores = centres @ model.embed_text(list(names)).T
         clusters = []
         for c in range(k):
@@ -308,7 +308,8 @@ class EmbeddingIndex:
         pq.write_table(table, Path(path))
         return Path(path)
 
-    def _check_model(self, model: MetaCLIP) -> None:
+    def check_model(self, model: MetaCLIP) -> None:
+        """Refuse a model whose embeddings cannot be compared with this index's."""
         mine, theirs = self.model_info, model_info(model)
         same = (
             mine["dim"] == theirs["dim"] and float(np.dot(mine["probe"], theirs["probe"])) > 0.999

@@ -98,7 +98,7 @@ def label_folder(
     if head is None or model.ontology is None:
         raise ValueError("ontology: label() needs one, but this model has ontology=None")
     threshold = check_confidence(confidence)
-    fractions = _check_split(split)
+    fractions = check_split(split)
     source_root = Path(input_folder)
     output = Path(output_folder) if output_folder is not None else Path(f"{source_root}_labeled")
     _check_folders(source_root, output)
@@ -245,7 +245,8 @@ def safe_name(name: str) -> str:
     return cleaned or "_"
 
 
-def _check_split(split: Any) -> Split:
+def check_split(split: Any) -> Split:
+    """Three non-negative fractions (train, valid, test) that sum to 1."""
     try:
         values = tuple(float(v) for v in split)
     except (TypeError, ValueError):

@@ -126,3 +126,15 @@ def test_list_and_get() -> None:
 def test_readme_table_is_generated_from_the_data() -> None:
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
     assert markdown_table() in readme
+
+
+def test_worldwide_tokenizer_names_the_extra() -> None:
+    """MetaCLIP 2's tokenizer comes from transformers, an optional extra."""
+    import importlib.util
+
+    from autodistill_metaclip.encoder import _tokenizer
+
+    if importlib.util.find_spec("transformers") is not None:
+        pytest.skip("transformers is installed: the tokenizer would be fetched instead")
+    with pytest.raises(ImportError, match=r"pip install 'autodistill-metaclip\[worldwide\]'"):
+        _tokenizer(resolve("h14-worldwide"), None)

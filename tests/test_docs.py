@@ -40,3 +40,11 @@ def test_demo_command_labels_offline(tmp_path: Path) -> None:
         assert any((tmp_path / "labeled" / split).rglob("*.jpg"))
     assert (tmp_path / "labeled" / "manifest.csv").is_file()
     assert "b32-fullcc" in out
+
+
+def test_readme_shows_the_latest_benchmark_tables() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for table in ("throughput.md", "ray_throughput.md"):
+        assert (ROOT / "benchmarks" / "results" / table).read_text(
+            encoding="utf-8"
+        ).strip() in readme
