@@ -136,13 +136,13 @@ _ray_options = _options(
 def _spec(
     checkpoint: str | None,
     weights: str | None,
-    device: str | None,
     precision: str | None,
     batch_size: int,
     templates: str | None,
     ontology: Any = None,
+    device: str | None = None,
 ) -> Any:
-    """What Ray actors build (the driver loads no model)."""
+    """The model the options describe, not yet loaded (Ray actors build it themselves)."""
     from autodistill_metaclip.model import ModelSpec
     from autodistill_metaclip.zeroshot import resolve_templates
 
@@ -156,26 +156,9 @@ def _spec(
     )
 
 
-def _model(
-    checkpoint: str | None,
-    weights: str | None,
-    device: str | None,
-    precision: str | None,
-    batch_size: int,
-    templates: str | None,
-    ontology: Any = None,
-) -> Any:
-    from autodistill_metaclip.model import MetaCLIP
-
-    return MetaCLIP(
-        ontology,
-        checkpoint or DEFAULT_CHECKPOINT,
-        weights=weights,
-        device=device,
-        precision=precision,
-        batch_size=batch_size,
-        prompt_templates=templates,
-    )
+def _model(device: str | None = None, **options: Any) -> Any:
+    """The model the options describe, loaded here."""
+    return _spec(**options).build(device)
 
 
 def _ontology(classes: tuple[str, ...], ontology_file: str | None, examples: str | None) -> Any:

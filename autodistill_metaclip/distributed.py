@@ -83,7 +83,8 @@ def label_with_ray(
         actors: Model replicas; each takes one GPU when the cluster has GPUs.
         cpus_per_actor: CPUs each actor reserves (and its torch threads); the rest decode.
         batch_size: Images per actor call (default: the model's).
-        address: Ray cluster address; ``None`` joins or starts a local Ray.
+        address: Ray cluster address; ``None`` joins or starts a local Ray. Used only when this
+            process has not called ``ray.init`` already.
         dataset_folder: If given, also write ``label()``'s dataset and manifest there.
         seed, split: The train/valid/test split of ``dataset_folder``, as in ``label()``.
         overwrite: Replace earlier results in ``output`` and ``dataset_folder``.
