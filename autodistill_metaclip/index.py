@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +90,7 @@ class EmbeddingIndex:
         self.model_info = model_info
         self.failed = failed or {}
         self.options = options or {"extensions": None, "recursive": True}
+        self._compatible: weakref.WeakSet[MetaCLIP] = weakref.WeakSet()
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -310,6 +312,8 @@ class EmbeddingIndex:
 
     def check_model(self, model: MetaCLIP) -> None:
         """Refuse a model whose embeddings cannot be compared with this index's."""
+        if model in self._compatible:  # its probe embedding was compared already
+            return
         mine, theirs = self.model_info, model_info(model)
         same = (
             mine["dim"] == theirs["dim"] and float(np.dot(mine["probe"], theirs["probe"])) > 0.999
@@ -320,6 +324,7 @@ class EmbeddingIndex:
                 f"({mine['architecture']}); its embeddings cannot be compared with those of "
                 f"{theirs['checkpoint']!r} ({theirs['architecture']}). Rebuild the index."
             )
+        self._compatible.add(model)
 
 
 def model_info(model: MetaCLIP) -> dict[str, Any]:

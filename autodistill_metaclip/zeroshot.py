@@ -98,9 +98,9 @@ class ZeroShotHead:
         logits -= logits.max(axis=1, keepdims=True)
         prompt_probs = np.exp(logits)
         prompt_probs /= prompt_probs.sum(axis=1, keepdims=True)
-        one_hot = np.zeros((len(self.prompt_class), len(self.classes)))
-        one_hot[np.arange(len(self.prompt_class)), self.prompt_class] = 1.0
-        return (prompt_probs @ one_hot).astype(np.float32)
+        class_probs = np.zeros((len(prompt_probs), len(self.classes)))
+        np.add.at(class_probs.T, self.prompt_class, prompt_probs.T)  # sum prompts into classes
+        return class_probs.astype(np.float32)
 
     def classify(self, image_embeddings: np.ndarray, confidence: float) -> list[sv.Classifications]:
         """One ``sv.Classifications`` per image: classes at or above ``confidence``, best first."""
