@@ -66,11 +66,11 @@ def select_precision(precision: str | None, device: torch.device) -> str:
 
 @dataclass
 class ImagePreprocessor:
-    """Any image input -> the model's input tensor. Picklable, so that Ray tasks can run it.
+    """Any image input -> the model's input tensor, exactly as open_clip's preprocessing.
 
-    JPEGs at least 4x the input size are decoded at reduced scale (Pillow's draft mode, still
-    >= 2x the input): 2.3-2.6x faster on 12 MP photos, embedding cosine >= 0.9999 to full
-    decoding (``benchmarks/throughput.py``). Set ``draft_size = None`` to always decode fully.
+    With ``draft_size`` set, JPEGs at least twice that size are decoded at reduced scale
+    (Pillow's draft mode, both sides still >= ``draft_size``): faster on large photos, but not
+    bit-exact (``MetaCLIP(draft_decoding=True)``; measured in ``benchmarks/throughput.py``).
     """
 
     transform: Callable[[Image.Image], torch.Tensor]
@@ -85,9 +85,11 @@ class ImagePreprocessor:
         return self.transform(image)
 
 
-def make_preprocessor(architecture: str, tag_config: dict[str, Any]) -> ImagePreprocessor:
+def make_preprocessor(
+    architecture: str, tag_config: dict[str, Any], *, draft_decoding: bool = False
+) -> ImagePreprocessor:
     """The preprocessing open_clip gives ``architecture`` with a pretrained tag's settings
-    (``{}`` for a local weights file), built without loading any weights."""
+    (``{}`` for a local weights file); ``draft_decoding`` keeps >= 2x the input size."""
     config = merge_preprocess_dict(PreprocessCfg(), tag_config)
     size = open_clip.get_model_config(architecture)["vision_cfg"]["image_size"]
     config["size"] = (size, size) if isinstance(size, int) else tuple(size)
@@ -95,7 +97,7 @@ def make_preprocessor(architecture: str, tag_config: dict[str, Any]) -> ImagePre
     return ImagePreprocessor(
         transform=image_transform_v2(settings, is_train=False),
         resize_mode=settings.resize_mode,
-        draft_size=2 * max(config["size"]),
+        draft_size=2 * max(config["size"]) if draft_decoding else None,
     )
 
 
@@ -108,6 +110,7 @@ class Encoder:
         precision: ``fp32``; or ``fp16``/``bf16``: autocast around fp32 weights on CUDA and MPS,
             low-precision weights (LayerNorm kept in fp32) on CPU, where autocast measured slower.
         cache_dir: Where open_clip downloads weights (default: the Hugging Face cache).
+        draft_decoding: Decode large JPEGs at reduced scale (see :class:`ImagePreprocessor`).
     """
 
     def __init__(
@@ -117,6 +120,7 @@ class Encoder:
         device: torch.device,
         precision: str,
         cache_dir: str | os.PathLike[str] | None = None,
+        draft_decoding: bool = False,
     ) -> None:
         self.resolved = resolved
         self.device = device
@@ -145,7 +149,9 @@ class Encoder:
                 f"{resolved.architecture!r}: {weights.first_lines(e)}"
             ) from e
         self.model = model.eval()
-        self.preprocessor = make_preprocessor(resolved.architecture, preprocess_cfg)
+        self.preprocessor = make_preprocessor(
+            resolved.architecture, preprocess_cfg, draft_decoding=draft_decoding
+        )
         self.tokenizer = _tokenizer(resolved, cache)
         self.logit_scale = float(model.logit_scale.detach().exp())
         self.dim = int(open_clip.get_model_config(resolved.architecture)["embed_dim"])

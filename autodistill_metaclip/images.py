@@ -1,6 +1,7 @@
-"""One loader for every input kind, and folder scanning.
+"""One loader for every input kind.
 
-Inputs: a file path (``str`` or ``Path``), an http(s) URL, a PIL image, a numpy array (BGR, as
+Inputs: a file path (``str`` or ``Path``), an http(s) URL, a filesystem URI (``s3://...``, read
+through :mod:`autodistill_metaclip.sources`), a PIL image, a numpy array (BGR, as
 OpenCV and autodistill hand them out) or raw encoded bytes. Every one comes out as an upright
 (EXIF orientation applied) RGB PIL image. Transparent pixels are composited onto white, the way
 image viewers show them; 16-bit images are scaled to 8 bits, not clipped.
@@ -19,8 +20,6 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Iterable
-from pathlib import Path
 from typing import IO, Any, TypeAlias
 
 import numpy as np
@@ -28,6 +27,7 @@ import requests
 import urllib3
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from autodistill_metaclip import sources
 from autodistill_metaclip.errors import ImageLoadError
 
 ImageInput: TypeAlias = "str | os.PathLike[str] | Image.Image | np.ndarray | bytes"
@@ -57,7 +57,7 @@ def load_image(source: ImageInput, *, draft_size: int | None = None) -> Image.Im
     """Load any supported input as an upright RGB image.
 
     Args:
-        source: Path, URL, PIL image, BGR numpy array or encoded bytes.
+        source: Path, URL, filesystem URI, PIL image, BGR numpy array or encoded bytes.
         draft_size: If set, JPEGs at least twice this size in both sides are decoded at a
             reduced scale (Pillow's draft mode) that keeps both sides >= ``draft_size``.
 
@@ -73,6 +73,8 @@ def load_image(source: ImageInput, *, draft_size: int | None = None) -> Image.Im
         return _decode(io.BytesIO(source), describe(source), draft_size)
     if isinstance(source, str) and source.lower().startswith(("http://", "https://")):
         return _decode(io.BytesIO(_download(source)), repr(source), draft_size)
+    if sources.is_uri(source):
+        return _decode(io.BytesIO(sources.read_bytes(source)), repr(source), draft_size)
     if isinstance(source, str | os.PathLike):
         path = os.fspath(source)
         with _open_file(path) as file:
@@ -105,66 +107,6 @@ def from_array(array: np.ndarray) -> Image.Image:
         return Image.fromarray(np.ascontiguousarray(array[:, :, ::-1]), "RGB")
     rgba = Image.fromarray(np.ascontiguousarray(array[:, :, [2, 1, 0, 3]]), "RGBA")
     return _on_white(rgba)
-
-
-def find_images(
-    folder: str | os.PathLike[str],
-    extensions: Iterable[str] | None,
-    *,
-    recursive: bool = False,
-    exclude: str | os.PathLike[str] | None = None,
-) -> list[Path]:
-    """Entries under ``folder`` whose suffix is one of ``extensions``, sorted.
-
-    Args:
-        folder: The folder to scan.
-        extensions: Suffixes such as ``".jpg"`` (case-insensitive, dot optional); ``None``
-            means every suffix Pillow can open.
-        recursive: Also scan subfolders (symlinked folders are not followed).
-        exclude: A folder to skip entirely, e.g. an output folder inside ``folder``.
-
-    Every matching name is returned, even a broken symlink or a directory called ``x.jpg``:
-    the caller reports it as unreadable rather than silently skipping it.
-    """
-    root = Path(folder)
-    if not root.is_dir():
-        problem = "does not exist" if not root.exists() else "is not a folder"
-        raise ValueError(f"input_folder: {str(root)!r} {problem}")
-    wanted = normalise_extensions(extensions)
-    skip = os.path.realpath(exclude) if exclude is not None else None
-    found: list[Path] = []
-    pending = [root]
-    while pending:
-        directory = pending.pop()
-        try:
-            entries = list(os.scandir(directory))
-        except OSError as e:
-            logger.warning("skipping unreadable folder %r: %s", str(directory), e.strerror or e)
-            continue
-        for entry in entries:
-            path = Path(entry.path)
-            is_folder = entry.is_dir(follow_symlinks=False)
-            if is_folder and os.path.realpath(path) == skip:
-                continue
-            if recursive and is_folder:
-                pending.append(path)
-            if path.suffix.lower() in wanted:
-                found.append(path)
-    return sorted(found)
-
-
-def normalise_extensions(extensions: Iterable[str] | None) -> frozenset[str]:
-    """Lower-case suffixes with a dot; ``None`` means every suffix Pillow opens."""
-    if extensions is None:
-        return frozenset(Image.registered_extensions())
-    if isinstance(extensions, str):
-        extensions = [extensions]
-    normalised = set()
-    for ext in extensions:
-        if not isinstance(ext, str) or not ext.strip(". "):
-            raise ValueError(f"extension: expected a suffix such as '.jpg', but got {ext!r}")
-        normalised.add("." + ext.strip().lstrip(".").lower())
-    return frozenset(normalised)
 
 
 def _open_file(path: str) -> IO[bytes]:

@@ -1,10 +1,11 @@
 """An embedding index of a folder: search by text or image, near-duplicates, clusters.
 
-Built once with the batched engine and saved as one ``.npz`` (plain numpy arrays: ``paths``,
-``embeddings``; no pickle). :meth:`EmbeddingIndex.update` embeds only files that are new or
-changed (size or modification time) and drops deleted ones. The index records which model made
-it, including the embedding of a fixed probe text, so embeddings of another checkpoint are
-never mixed in or compared.
+Built once with the model's streaming API and saved as one ``.npz`` (plain numpy arrays:
+``paths``, ``embeddings``; no pickle), written atomically. The folder may be local or a
+filesystem URI (:mod:`autodistill_metaclip.sources`). :meth:`EmbeddingIndex.update` embeds only
+files that are new or changed (size or modification time) and drops deleted ones. The index
+records which model made it, including the embedding of a fixed probe text, so embeddings of
+another checkpoint are never mixed in or compared.
 
 Example:
     >>> index = EmbeddingIndex.build(model, "photos/")  # doctest: +SKIP
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,13 +27,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from autodistill_metaclip.images import find_images
-from autodistill_metaclip.pipeline import encode_images
+from autodistill_metaclip import sources
 
 if TYPE_CHECKING:
     from autodistill_metaclip.model import MetaCLIP
 
-FORMAT = 1
+FORMAT = 2  # 1: "stats" (size, mtime_ns) instead of "stamps"; still read
 _PROBE = "autodistill-metaclip index probe: a photo of a red circle"
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ logger = logging.getLogger(__name__)
 class Hit:
     """One search result."""
 
-    path: Path
+    path: Path | str  # a str for an index of a filesystem URI
     score: float
 
 
@@ -49,8 +50,8 @@ class Cluster:
     """One k-means cluster of an index."""
 
     id: int
-    members: list[Path]
-    representatives: list[Path]  # closest to the centre first
+    members: list[Path | str]
+    representatives: list[Path | str]  # closest to the centre first
     name: str | None = None
     name_score: float | None = None
 
@@ -67,18 +68,19 @@ class EmbeddingIndex:
     """Normalised image embeddings of the files in one folder.
 
     Attributes:
-        root: The indexed folder.
+        root: The indexed folder (absolute) or filesystem URI.
         keys: File paths relative to ``root`` (POSIX), one per row of ``embeddings``.
         embeddings: ``(N, D)`` float32, L2-normalised.
         failed: ``{key: reason}`` for files that could not be read (retried by ``update``).
+        options: The listing options: ``extensions`` and ``recursive``.
     """
 
     def __init__(
         self,
-        root: Path,
+        root: str,
         keys: list[str],
         embeddings: np.ndarray,
-        stats: np.ndarray,
+        stamps: list[str],
         model_info: dict[str, Any],
         failed: dict[str, str] | None = None,
         options: dict[str, Any] | None = None,
@@ -86,7 +88,7 @@ class EmbeddingIndex:
         self.root = root
         self.keys = keys
         self.embeddings = embeddings
-        self.stats = stats  # (N, 2) int64: size, mtime_ns
+        self.stamps = stamps  # per key: size and modification time when it was embedded
         self.model_info = model_info
         self.failed = failed or {}
         self.options = options or {"extensions": None, "recursive": True}
@@ -96,9 +98,14 @@ class EmbeddingIndex:
         return len(self.keys)
 
     @property
-    def paths(self) -> list[Path]:
-        """Absolute paths, one per row of ``embeddings``."""
-        return [self.root / key for key in self.keys]
+    def paths(self) -> list[Path | str]:
+        """Absolute paths (URIs for a remote index), one per row of ``embeddings``."""
+        return [self.location(key) for key in self.keys]
+
+    def location(self, key: str) -> Path | str:
+        """The path of one key: a ``Path``, or a URI string for a remote index."""
+        joined = sources.join(self.root, key)
+        return joined if sources.is_uri(joined) else Path(joined)
 
     @classmethod
     def build(
@@ -110,13 +117,15 @@ class EmbeddingIndex:
         recursive: bool = True,
         progress: bool = True,
     ) -> EmbeddingIndex:
-        """Embed every image file in ``folder`` (``extensions=None``: every suffix Pillow opens)."""
-        root = Path(folder).absolute()
+        """Embed every image file in ``folder``, a local folder or filesystem URI
+        (``extensions=None``: every suffix Pillow opens)."""
+        location = os.fspath(folder)
+        root = location if sources.is_uri(location) else os.path.abspath(location)
         index = cls(
             root,
             [],
-            np.zeros((0, model.encoder.dim), np.float32),
-            np.zeros((0, 2), np.int64),
+            np.zeros((0, model.dim), np.float32),
+            [],
             model_info(model),
             {},
             {"extensions": list(extensions) if extensions else None, "recursive": recursive},
@@ -125,45 +134,41 @@ class EmbeddingIndex:
         return index
 
     def update(self, model: MetaCLIP, *, progress: bool = True) -> dict[str, int]:
-        """Embed new and changed files, forget deleted ones; returns the counts."""
+        """Embed new and changed files (and retry failed ones), forget deleted ones.
+
+        Returns the counts: ``added`` and ``changed`` (embedded now), ``removed``, ``failed``.
+        """
         self.check_model(model)
-        files = find_images(
+        listed = sources.list_images(
             self.root, self.options["extensions"], recursive=self.options["recursive"]
         )
-        current = {f.relative_to(self.root).as_posix(): _stat(f) for f in files}
-        known = dict(zip(self.keys, map(tuple, self.stats), strict=True))
-        keep = [i for i, key in enumerate(self.keys) if current.get(key) == known[key]]
-        todo = [key for key, stat in current.items() if known.get(key) != stat]
-        counts = {
-            "added": sum(key not in known for key in todo),
-            "changed": sum(key in known for key in todo),
-            "removed": sum(key not in current for key in known),
-        }
-        new_keys, new_vectors, new_stats, failed = [], [], [], {}
+        current = {f.key: f for f in listed}
+        known = dict(zip(self.keys, self.stamps, strict=True))
+        keep = [
+            i
+            for i, key in enumerate(self.keys)
+            if key in current and current[key].stamp == known[key]
+        ]
+        todo = [f for f in listed if known.get(f.key) != f.stamp]
+        counts = {"added": 0, "changed": 0, "removed": sum(k not in current for k in known)}
+        new_keys, new_vectors, failed = [], [], {}
         bar = tqdm(total=len(todo), desc="Indexing", unit="img", disable=not progress)
-        for item in encode_images(
-            model.encoder, [self.root / k for k in todo], batch_size=model.batch_size
-        ):
-            key = todo[item.index]
-            if item.embedding is None:
+        for item in model.iter_embeddings(f.location for f in todo):
+            key = todo[item.index].key
+            if item.vector is None:
                 failed[key] = str(item.error)
             else:
+                counts["changed" if key in known else "added"] += 1
                 new_keys.append(key)
-                new_vectors.append(item.embedding)
-                new_stats.append(current[key])
+                new_vectors.append(item.vector)
             bar.update()
         bar.close()
         keys = [self.keys[i] for i in keep] + new_keys
         order = np.argsort(keys, kind="stable")
         self.keys = [keys[i] for i in order]
+        self.stamps = [current[key].stamp for key in self.keys]
         self.embeddings = np.concatenate(
-            [
-                self.embeddings[keep],
-                np.array(new_vectors, np.float32).reshape(-1, model.encoder.dim),
-            ]
-        )[order]
-        self.stats = np.concatenate(
-            [self.stats[keep], np.array(new_stats, np.int64).reshape(-1, 2)]
+            [self.embeddings[keep], np.array(new_vectors, np.float32).reshape(-1, model.dim)]
         )[order]
         self.failed = failed
         counts["failed"] = len(failed)
@@ -171,23 +176,30 @@ class EmbeddingIndex:
         return counts
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the index as one ``.npz`` file; returns its path."""
+        """Write the index to exactly ``path`` (``.npz`` format), atomically: a failed write
+        leaves an earlier file there as it was. Returns the path."""
         target = Path(path)
         meta = {
             "format": FORMAT,
-            "root": str(self.root),
+            "root": self.root,
             "model": self.model_info,
             "failed": self.failed,
             "options": self.options,
         }
-        with open(target, "wb") as f:
-            np.savez(
-                f,
-                paths=np.array(self.keys, dtype=str),
-                embeddings=self.embeddings,
-                stats=self.stats,
-                meta=np.array(json.dumps(meta)),
-            )
+        descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        try:
+            with os.fdopen(descriptor, "wb") as f:
+                np.savez(
+                    f,
+                    paths=np.array(self.keys, dtype=str),
+                    embeddings=self.embeddings,
+                    stamps=np.array(self.stamps, dtype=str),
+                    meta=np.array(json.dumps(meta)),
+                )
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
         return target
 
     @classmethod
@@ -196,11 +208,16 @@ class EmbeddingIndex:
         try:
             with np.load(Path(path), allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
+                if meta.get("format") == 1:
+                    stamps = [f"{size}:{mtime}" for size, mtime in data["stats"].tolist()]
+                    meta["format"] = FORMAT
+                else:
+                    stamps = [str(s) for s in data["stamps"]]
                 index = cls(
-                    Path(meta["root"]),
+                    str(meta["root"]),
                     [str(k) for k in data["paths"]],
                     data["embeddings"].astype(np.float32),
-                    data["stats"].astype(np.int64),
+                    stamps,
                     meta["model"],
                     meta.get("failed", {}),
                     meta.get("options"),
@@ -215,41 +232,53 @@ class EmbeddingIndex:
             index.check_model(model)
         return index
 
-    def search(self, model: MetaCLIP, query: Any, k: int = 10) -> list[Hit]:
-        """The ``k`` most similar images to a query, by cosine, best first. A ``str`` is a text
-        query unless it is a URL or an existing file; anything else is an image."""
+    def search(
+        self, model: MetaCLIP, query: Any, k: int = 10, *, text: bool | None = None
+    ) -> list[Hit]:
+        """The ``k`` most similar images to a query, by cosine, best first.
+
+        Args:
+            model: The model that built the index (or one with the same weights).
+            query: A text, or an image (path, URL, URI, PIL image, array, bytes).
+            k: How many hits.
+            text: ``True``: ``query`` is text; ``False``: an image. ``None`` guesses: a ``str``
+                is an image if it is a URL, a URI or an existing file, else text; a ``str``
+                that ends in an image suffix but names no file is refused, not searched as text.
+        """
         self.check_model(model)
-        is_text = isinstance(query, str) and not (
-            query.lower().startswith(("http://", "https://")) or Path(query).is_file()
-        )
-        vector = model.embed_text(query) if is_text else model.embed_image(query)
+        if text is None:
+            text = _is_text_query(query)
+        vector = model.embed_text(query) if text else model.embed_image(query)
         scores = self.embeddings @ vector
         top = np.argsort(-scores, kind="stable")[: max(0, k)]
-        return [Hit(self.root / self.keys[i], float(scores[i])) for i in top]
+        return [Hit(self.location(self.keys[i]), float(scores[i])) for i in top]
 
-    def duplicates(self, threshold: float = 0.95, *, block: int = 2048) -> list[list[Path]]:
+    def duplicates(self, threshold: float = 0.95, *, block: int = 2048) -> list[list[Path | str]]:
         """Groups of images whose embeddings are at least ``threshold`` cosine-similar to another
         member (connected components), largest group first. Compares all pairs, in blocks."""
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
         if not -1.0 <= threshold <= 1.0:
             raise ValueError(f"threshold: expected a cosine in [-1, 1], but got {threshold!r}")
-        parent = list(range(len(self)))
-
-        def find(i: int) -> int:
-            while parent[i] != i:
-                parent[i] = parent[parent[i]]
-                i = parent[i]
-            return i
-
+        rows, columns = [], []
         for start in range(0, len(self), block):
-            similar = self.embeddings[start : start + block] @ self.embeddings.T >= threshold
-            for i, j in zip(*np.nonzero(similar), strict=True):
-                if j > i + start:
-                    parent[find(int(j))] = find(int(i) + start)
-        groups: dict[int, list[Path]] = {}
-        for i, path in enumerate(self.paths):
-            groups.setdefault(find(i), []).append(path)
-        found = [sorted(g) for g in groups.values() if len(g) > 1]
-        return sorted(found, key=lambda g: (-len(g), g[0]))
+            i, j = np.nonzero(
+                self.embeddings[start : start + block] @ self.embeddings.T >= threshold
+            )
+            rows.append(i + start)
+            columns.append(j)
+        pairs = (
+            np.concatenate([np.zeros(0, np.int64), *rows]),
+            np.concatenate([np.zeros(0, np.int64), *columns]),
+        )
+        graph = coo_matrix((np.ones(len(pairs[0]), np.int8), pairs), shape=(len(self), len(self)))
+        _, component = connected_components(graph, directed=False)
+        groups: dict[int, list[Path | str]] = {}
+        for key, group in zip(self.keys, component, strict=True):
+            groups.setdefault(int(group), []).append(self.location(key))
+        found = [sorted(g, key=str) for g in groups.values() if len(g) > 1]
+        return sorted(found, key=lambda g: (-len(g), str(g[0])))
 
     def clusters(
         self,
@@ -285,8 +314,10 @@ class EmbeddingIndex:
             clusters.append(
                 Cluster(
                     id=c,
-                    members=[self.root / self.keys[i] for i in closest],
-                    representatives=[self.root / self.keys[i] for i in closest[:representatives]],
+                    members=[self.location(self.keys[i]) for i in closest],
+                    representatives=[
+                        self.location(self.keys[i]) for i in closest[:representatives]
+                    ],
                     name=None if best is None or names is None else names[best],
                     name_score=None
                     if best is None or name_scores is None
@@ -328,20 +359,27 @@ class EmbeddingIndex:
 
 
 def model_info(model: MetaCLIP) -> dict[str, Any]:
-    """Which model made an embedding: names, and a probe embedding that tells models apart."""
-    resolved = model.encoder.resolved
+    """Which model made an embedding: names, how to build it again (``spec``: checkpoint and
+    weights as given), and a probe embedding that tells models apart."""
+    spec = model.spec
     return {
-        "checkpoint": resolved.name,
-        "architecture": resolved.architecture,
-        "weights": resolved.tag or (resolved.weights_file.name if resolved.weights_file else None),
-        "dim": model.encoder.dim,
+        **model.identity,
+        "dim": model.dim,
+        "spec": {"checkpoint": spec.checkpoint, "weights": spec.weights},
         "probe": [round(float(v), 6) for v in model.embed_text(_PROBE)],
     }
 
 
-def _stat(path: Path) -> tuple[int, int]:
-    try:
-        info = path.stat()
-    except OSError:
-        return (-1, -1)
-    return (info.st_size, info.st_mtime_ns)
+def _is_text_query(query: Any) -> bool:
+    if not isinstance(query, str):
+        return False
+    if query.lower().startswith(("http://", "https://")) or sources.is_uri(query):
+        return False
+    if Path(query).is_file():
+        return False
+    if Path(query).suffix.lower() in sources.normalise_extensions(None):
+        raise ValueError(
+            f"query: {query!r} looks like an image path, but there is no such file; "
+            "to search for it as text, say so (text=True)"
+        )
+    return True

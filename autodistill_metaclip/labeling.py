@@ -30,14 +30,13 @@ import numpy as np
 import supervision as sv
 from tqdm.auto import tqdm
 
-from autodistill_metaclip.images import find_images
-from autodistill_metaclip.pipeline import encode_images
+from autodistill_metaclip import sources
+from autodistill_metaclip.results import Classifier, Prediction
+from autodistill_metaclip.sources import SourceFile
 from autodistill_metaclip.zeroshot import check_confidence
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-
-    from autodistill_metaclip.model import MetaCLIP
+    from collections.abc import Sequence
 
 Split: TypeAlias = tuple[float, float, float]
 SPLITS = ("train", "valid", "test")
@@ -52,14 +51,18 @@ logger = logging.getLogger(__name__)
 class Planned:
     """Where one input file goes if it gets a class."""
 
-    source: Any  # a local Path, or a path on another filesystem
-    key: str  # path relative to the input folder, POSIX style: the manifest's "image"
+    file: SourceFile
     split: str
     file_name: str
 
+    @property
+    def key(self) -> str:
+        """The file's path relative to the input folder: the manifest's ``image``."""
+        return self.file.key
+
 
 def label_folder(
-    model: MetaCLIP,
+    model: Classifier,
     input_folder: str | os.PathLike[str],
     extension: str | Sequence[str] | None = ".jpg",
     output_folder: str | os.PathLike[str] | None = None,
@@ -75,12 +78,14 @@ def label_folder(
     """Label every image in ``input_folder`` and write a classification dataset.
 
     Args:
-        model: A ``MetaCLIP`` with an ontology.
-        input_folder: Folder to label; never modified.
+        model: A model with an ontology (``MetaCLIP``): only its ``classes`` and
+            ``iter_predictions`` are used.
+        input_folder: Folder to label, or a filesystem URI (``s3://bucket/photos``, see
+            :mod:`autodistill_metaclip.sources`); never modified.
         extension: ``".jpg"``, a list of suffixes (case-insensitive), or ``None`` for every
             suffix Pillow opens.
-        output_folder: Defaults to ``<input_folder>_labeled``. May sit inside ``input_folder``
-            (it is not scanned) but must not contain it.
+        output_folder: A local folder; defaults to ``<input_folder>_labeled`` for a local
+            input. May sit inside ``input_folder`` (it is not scanned) but must not contain it.
         confidence: Minimum probability of the top class; below it the image is "unlabeled".
         seed: Seed of the train/valid/test shuffle.
         split: Fractions for train, valid and test, summing to 1.
@@ -94,51 +99,55 @@ def label_folder(
         Every labelled image (this run's and resumed ones) as a ``sv.ClassificationDataset``
         whose paths point into ``output_folder``.
     """
-    head = model.head
-    if head is None or model.ontology is None:
+    classes = model.classes
+    if not classes:
         raise ValueError("ontology: label() needs one, but this model has ontology=None")
     threshold = check_confidence(confidence)
     fractions = check_split(split)
-    source_root = Path(input_folder)
-    output = Path(output_folder) if output_folder is not None else Path(f"{source_root}_labeled")
-    _check_folders(source_root, output)
+    source_root = os.fspath(input_folder)
+    output = _output_folder(source_root, output_folder)
     if overwrite and resume:
         raise ValueError("overwrite, resume: expected at most one of them, but got both")
 
-    files = find_images(source_root, extension, recursive=recursive, exclude=output)
-    keys = [f.relative_to(source_root).as_posix() for f in files]
+    files = sources.list_images(source_root, extension, recursive=recursive, exclude=output)
     writer = DatasetWriter(
-        output, plan(files, keys, fractions, seed), head.classes, overwrite=overwrite, resume=resume
+        output, plan(files, fractions, seed), classes, overwrite=overwrite, resume=resume
     )
     todo = writer.todo
     with writer, tqdm(total=len(todo), desc="Labeling", unit="img", disable=not progress) as bar:
-        for item in encode_images(
-            model.encoder, [p.source for p in todo], batch_size=model.batch_size
-        ):
-            if item.embedding is None:
-                writer.write(todo[item.index], "failed", error=str(item.error))
-            else:
-                probabilities = head.probabilities(item.embedding[None])[0]
-                writer.write(todo[item.index], *verdict(probabilities, head.classes, threshold))
+        for prediction in model.iter_predictions([p.file.location for p in todo], threshold):
+            writer.record(todo[prediction.index], prediction)
             bar.update()
     return writer.dataset()
 
 
-def verdict(
-    probabilities: np.ndarray, classes: Sequence[str], threshold: float
-) -> tuple[str, str, float]:
-    """``(status, best class, its probability)``: "labeled" at or above ``threshold``."""
-    best = int(np.argmax(probabilities))
-    status = "labeled" if probabilities[best] >= threshold else "unlabeled"
-    return status, classes[best], float(probabilities[best])
+def _output_folder(source_root: str, output_folder: str | os.PathLike[str] | None) -> Path:
+    """The local output folder, checked against the input folder."""
+    if output_folder is None:
+        if sources.is_uri(source_root):
+            raise ValueError(
+                f"output_folder: needed (a local folder) when input_folder is a URI "
+                f"({source_root!r})"
+            )
+        output_folder = f"{source_root.rstrip('/')}_labeled"
+    if sources.is_uri(os.fspath(output_folder)):
+        raise ValueError(f"output_folder: expected a local folder, but got {output_folder!r}")
+    output = Path(output_folder)
+    if not sources.is_uri(source_root):
+        source, target = Path(os.path.realpath(source_root)), Path(os.path.realpath(output))
+        if source.is_relative_to(target):
+            raise ValueError(
+                f"output_folder: {str(output)!r} must not be {source_root!r} or contain it"
+            )
+    return output
 
 
 class DatasetWriter:
     """Writes a ``label()`` dataset as results arrive, in any order.
 
-    Labelled images are copied atomically (``copy(source, destination)``; the original bytes)
-    into ``split/class/``, and every result is appended to the manifest at once, so that an
-    interrupted run can be resumed. On a clean exit the manifest is rewritten in plan order.
+    Labelled images are copied atomically (the original bytes) into ``split/class/``, and every
+    result is appended to the manifest at once, so that an interrupted run can be resumed. On a
+    clean exit the manifest is rewritten in plan order.
     """
 
     def __init__(
@@ -149,9 +158,8 @@ class DatasetWriter:
         *,
         overwrite: bool = False,
         resume: bool = False,
-        copy: Callable[[Any, str], Any] = shutil.copyfile,
     ) -> None:
-        self.output, self.plan, self.classes, self.copy = output, planned, list(classes), copy
+        self.output, self.plan, self.classes = output, planned, list(classes)
         self.folders = class_folders(classes)
         done = _prepare_output(output, overwrite=overwrite, resume=resume)
         self.rows = {k: r for k, r in done.items() if r.get("status") in ("labeled", "unlabeled")}
@@ -166,6 +174,13 @@ class DatasetWriter:
             self._csv.writeheader()
         return self
 
+    def record(self, planned: Planned, prediction: Prediction) -> None:
+        """Record one prediction of ``planned``'s file."""
+        if prediction.error is not None:
+            self.write(planned, "failed", error=str(prediction.error))
+        else:
+            self.write(planned, prediction.status, *prediction.best)
+
     def write(
         self,
         planned: Planned,
@@ -177,8 +192,7 @@ class DatasetWriter:
         """Record one result; a labelled image is copied into the dataset first."""
         if status == "labeled":
             _copy_atomic(
-                self.copy,
-                planned.source,
+                planned.file.location,
                 self.output / planned.split / self.folders[name],
                 planned.file_name,
             )
@@ -258,23 +272,13 @@ def check_split(split: Any) -> Split:
     return values[0], values[1], values[2]
 
 
-def _check_folders(source_root: Path, output: Path) -> None:
-    if not source_root.is_dir():
-        problem = "does not exist" if not source_root.exists() else "is not a folder"
-        raise ValueError(f"input_folder: {str(source_root)!r} {problem}")
-    source, target = Path(os.path.realpath(source_root)), Path(os.path.realpath(output))
-    if source.is_relative_to(target):
-        raise ValueError(
-            f"output_folder: {str(output)!r} must not be {str(source_root)!r} or contain it"
-        )
-
-
-def plan(sources: Sequence[Any], keys: Sequence[str], fractions: Split, seed: int) -> list[Planned]:
+def plan(files: Sequence[SourceFile], fractions: Split, seed: int) -> list[Planned]:
     """Decide each file's split and output name before anything is encoded.
 
-    ``keys`` are the files' paths relative to the input folder (POSIX); the split is a seeded
-    shuffle of them, so the same files and seed always give the same split.
+    The split is a seeded shuffle of the listed files, so the same files and seed always give
+    the same split.
     """
+    keys = [f.key for f in files]
     order = np.random.default_rng(seed).permutation(len(keys))
     n_train = round(fractions[0] * len(keys))
     n_valid = round(fractions[1] * len(keys))
@@ -297,10 +301,7 @@ def plan(sources: Sequence[Any], keys: Sequence[str], fractions: Split, seed: in
             n += 1
             names[i] = f"{stem}_{n}{suffix}"
         seen.add(names[i].lower())
-    return [
-        Planned(src, key, split_of[i], names[i])
-        for i, (src, key) in enumerate(zip(sources, keys, strict=True))
-    ]
+    return [Planned(file, split_of[i], names[i]) for i, file in enumerate(files)]
 
 
 def _prepare_output(output: Path, *, overwrite: bool, resume: bool) -> dict[str, dict[str, str]]:
@@ -333,15 +334,13 @@ def _read_manifest(path: Path) -> dict[str, dict[str, str]]:
     return {r["image"]: {c: r.get(c) or "" for c in COLUMNS} for r in rows}
 
 
-def _copy_atomic(
-    copy: Callable[[Any, str], Any], source: Any, folder: Path, file_name: str
-) -> None:
+def _copy_atomic(location: str, folder: Path, file_name: str) -> None:
     """Copy the original bytes; the file appears under its name only when complete."""
     folder.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=".partial-")
     os.close(descriptor)
     try:
-        copy(source, temporary)
+        sources.copy_file(location, temporary)
         os.replace(temporary, folder / file_name)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -1,10 +1,17 @@
-"""``MetaCLIP``: the Autodistill base model, a thin adapter over the modules below it."""
+"""``MetaCLIP``: the Autodistill base model, a thin adapter over the modules below it.
+
+Everything above the model (``label()``, the index, the command line, Ray) uses only its public
+streaming API, :meth:`MetaCLIP.iter_predictions` and :meth:`MetaCLIP.iter_embeddings`, and its
+:class:`ModelSpec`, the one description of how to build it.
+"""
 
 from __future__ import annotations
 
+import enum
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
@@ -14,10 +21,11 @@ from autodistill.classification import ClassificationBaseModel
 from autodistill.core.embedding_model import EmbeddingModel
 
 from autodistill_metaclip.checkpoints import DEFAULT_CHECKPOINT, resolve
-from autodistill_metaclip.encoder import Encoder, select_device, select_precision
+from autodistill_metaclip.encoder import PRECISIONS, Encoder, select_device, select_precision
 from autodistill_metaclip.errors import ImageLoadError
 from autodistill_metaclip.images import ImageInput
 from autodistill_metaclip.pipeline import encode_images
+from autodistill_metaclip.results import Embedding, Prediction
 from autodistill_metaclip.zeroshot import (
     Ontology,
     ZeroShotHead,
@@ -29,6 +37,56 @@ from autodistill_metaclip.zeroshot import (
 
 if TYPE_CHECKING:
     from autodistill_metaclip.labeling import Split
+
+
+class _Keep(enum.Enum):
+    KEEP = "keep"
+
+
+KEEP = _Keep.KEEP
+"""``set_ontology(..., prompt_templates=KEEP)``: keep the model's current templates."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to build a :class:`MetaCLIP` again, e.g. in a Ray actor. Picklable.
+
+    ``MetaCLIP.spec`` is read from the model's live state, so it always builds the same model.
+    Paths in it (a weights file, a config JSON, ``cache_dir``) must exist where it is built.
+    The fields are the constructor's arguments (but ``device``, chosen where it is built).
+    """
+
+    ontology: Any = None
+    checkpoint: str = DEFAULT_CHECKPOINT
+    weights: str | None = None
+    precision: str | None = None
+    batch_size: int = 32
+    cache_dir: str | None = None
+    prompt_templates: tuple[str, ...] | None = None
+    draft_decoding: bool = False
+
+    def __post_init__(self) -> None:
+        batch = self.batch_size
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"batch_size: expected a positive integer, but got {batch!r}")
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise ValueError(
+                f"precision: expected one of {', '.join(PRECISIONS)}, but got {self.precision!r}"
+            )
+        if not isinstance(self.draft_decoding, bool):
+            raise TypeError(
+                f"draft_decoding: expected True or False, but got {self.draft_decoding!r}"
+            )
+        for name in ("checkpoint", "weights", "cache_dir"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, os.fspath(value))
+        object.__setattr__(self, "prompt_templates", resolve_templates(self.prompt_templates))
+
+    def build(self, device: str | torch.device | None = None) -> MetaCLIP:
+        """The model; ``device=None`` picks the best device of the process that builds it."""
+        options = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "ontology"}
+        return MetaCLIP(self.ontology, device=device, **options)
 
 
 class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
@@ -45,11 +103,14 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
         device: ``None`` picks cuda, then mps, then cpu.
         precision: ``"fp32"``, ``"fp16"`` or ``"bf16"``; ``None`` is fp16 autocast on CUDA and
             fp32 elsewhere.
-        batch_size: Images per forward pass for lists and ``label()``.
+        batch_size: Images per forward pass for lists, streams and ``label()``.
         cache_dir: Where downloaded weights are kept (default: the Hugging Face cache).
         prompt_templates: ``None`` to embed prompts as written; format strings with ``{}``
             (``"a photo of a {}."``), or a preset (``"openai"``: the 80 ImageNet templates of
             CLIP's evaluation): each prompt becomes the mean of its template embeddings.
+        draft_decoding: Decode large JPEGs at reduced scale (Pillow's draft mode, still >= 2x
+            the model's input): faster on big photos, but no longer exactly open_clip's
+            preprocessing. Off by default.
 
     Example:
         >>> from autodistill.detection import CaptionOntology
@@ -72,26 +133,26 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
         batch_size: int = 32,
         cache_dir: str | os.PathLike[str] | None = None,
         prompt_templates: str | Sequence[str] | None = None,
+        draft_decoding: bool = False,
     ) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size: expected a positive integer, but got {batch_size!r}")
-        self.batch_size = batch_size
-        self.prompt_templates = resolve_templates(prompt_templates)
-        self._spec = ModelSpec(
+        spec = ModelSpec(
             checkpoint=os.fspath(checkpoint),
-            weights=None if weights is None else os.fspath(weights),
+            weights=weights,
             precision=precision,
             batch_size=batch_size,
-            cache_dir=None if cache_dir is None else os.fspath(cache_dir),
-            prompt_templates=self.prompt_templates,
+            cache_dir=cache_dir,
+            prompt_templates=prompt_templates,
+            draft_decoding=draft_decoding,
         )
         chosen = select_device(device)
-        self.encoder = Encoder(
-            resolve(checkpoint, weights),
+        self._encoder = Encoder(
+            resolve(spec.checkpoint, spec.weights),
             device=chosen,
-            precision=select_precision(precision, chosen),
-            cache_dir=cache_dir,
+            precision=select_precision(spec.precision, chosen),
+            cache_dir=spec.cache_dir,
+            draft_decoding=spec.draft_decoding,
         )
+        self._spec = spec
         self.ontology: Ontology | None = None
         self._head: ZeroShotHead | None = None
         self.set_ontology(ontology)
@@ -102,26 +163,131 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
     __hash__ = object.__hash__
 
     def __repr__(self) -> str:
-        classes = "None" if self.ontology is None else len(self.ontology.classes())
         return (
-            f"MetaCLIP(checkpoint={self.encoder.resolved.name!r}, device='{self.encoder.device}', "
-            f"precision={self.encoder.precision!r}, classes={classes})"
+            f"MetaCLIP(checkpoint={self.identity['checkpoint']!r}, device='{self.device}', "
+            f"precision={self.precision!r}, classes={len(self.classes) or None})"
         )
 
-    def set_ontology(self, ontology: Ontology | dict[str, str] | None) -> None:
-        """Use a new ontology; its prompts (or example images) are embedded once, here."""
+    @property
+    def spec(self) -> ModelSpec:
+        """How to build this same model elsewhere (a Ray actor): read from its current state."""
+        return replace(self._spec, ontology=self.ontology)
+
+    @property
+    def batch_size(self) -> int:
+        """Images per forward pass; may be changed at any time."""
+        return self._spec.batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        self._spec = replace(self._spec, batch_size=value)
+
+    @property
+    def prompt_templates(self) -> tuple[str, ...] | None:
+        """The templates of the current ontology's prompts (change with :meth:`set_ontology`)."""
+        return self._spec.prompt_templates
+
+    @property
+    def classes(self) -> list[str]:
+        """``ontology.classes()``, which ``class_id`` indexes; empty without an ontology."""
+        return [] if self._head is None else list(self._head.classes)
+
+    @property
+    def dim(self) -> int:
+        """The embedding dimension."""
+        return self._encoder.dim
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs."""
+        return self._encoder.device
+
+    @property
+    def precision(self) -> str:
+        """``fp32``, ``fp16`` or ``bf16``, as chosen at construction."""
+        return self._encoder.precision
+
+    @property
+    def identity(self) -> dict[str, str | None]:
+        """Which weights these are: checkpoint name, open_clip architecture, tag or file name."""
+        resolved = self._encoder.resolved
+        weights_file = resolved.weights_file
+        return {
+            "checkpoint": resolved.name,
+            "architecture": resolved.architecture,
+            "weights": resolved.tag or (weights_file.name if weights_file else None),
+        }
+
+    def set_ontology(
+        self,
+        ontology: Ontology | dict[str, str] | None,
+        *,
+        prompt_templates: str | Sequence[str] | _Keep | None = KEEP,
+    ) -> None:
+        """Use a new ontology (and, if given, new prompt templates) without reloading weights.
+
+        Its prompts (or example images) are embedded once, here. Predictions already being
+        streamed keep the classes they started with (each :class:`Prediction` names them).
+        """
+        spec = self._spec
+        if prompt_templates is not KEEP:
+            spec = replace(spec, prompt_templates=prompt_templates)
         if ontology is None:
-            self.ontology, self._head = None, None
+            self._spec, self.ontology, self._head = spec, None, None
             return
         checked = as_ontology(ontology)
-        self._head = build_head(
+        head = build_head(
             checked,
-            embed_texts=self.encoder.encode_texts,
+            embed_texts=self._encoder.encode_texts,
             embed_images=self.embed_image,
-            logit_scale=self.encoder.logit_scale,
-            templates=self.prompt_templates,
+            logit_scale=self._encoder.logit_scale,
+            templates=spec.prompt_templates,
         )
-        self.ontology = checked
+        if len(set(head.classes)) == 1:
+            warnings.warn(
+                f"ontology: one class ({head.classes[0]!r}) scores 1.0 for every image, since "
+                "the softmax runs over the ontology's classes; add a second prompt such as "
+                "'a photo of something else' -> 'other'",
+                UserWarning,
+                stacklevel=2,
+            )
+        self._spec, self.ontology, self._head = spec, checked, head
+
+    def iter_embeddings(self, inputs: Iterable[Any]) -> Iterator[Embedding]:
+        """Embed images lazily, in batches, yielding one :class:`Embedding` per input, in order.
+
+        Never raises for a bad image: its ``error`` says why. Inputs are read from any iterable
+        (a generator too) at most two batches ahead, so memory does not grow with their number.
+        """
+        return encode_images(self._encoder, inputs, batch_size=self.batch_size)
+
+    def iter_predictions(
+        self, inputs: Iterable[Any], confidence: float = 0.5
+    ) -> Iterator[Prediction]:
+        """Classify images lazily, yielding one :class:`Prediction` per input, in order.
+
+        Like :meth:`iter_embeddings`, a bad image gives a prediction with ``error`` set.
+        """
+        threshold = check_confidence(confidence)
+        head = self._require_head("iter_predictions()")
+        return self._predictions(head, inputs, threshold)
+
+    def _predictions(
+        self, head: ZeroShotHead, inputs: Iterable[Any], threshold: float
+    ) -> Iterator[Prediction]:
+        empty = np.zeros(0, np.int64)
+        for item in self.iter_embeddings(inputs):
+            if item.vector is None:
+                yield Prediction(
+                    item.index, item.source, head.classes, empty, empty.astype(np.float32),
+                    threshold, error=item.error,
+                )  # fmt: skip
+                continue
+            ids, probabilities = head.rank(item.vector[None])
+            yield Prediction(
+                item.index, item.source, head.classes, ids[0], probabilities[0], threshold,
+                embedding=item.vector,
+            )  # fmt: skip
 
     @overload
     def predict(self, input: ImageInput, confidence: float = 0.5) -> sv.Classifications: ...
@@ -134,35 +300,30 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
         """Classify one image, or a list of images (a list of results).
 
         ``confidence`` keeps classes whose probability is at or above it, most probable first.
+        Strict: an unreadable image raises :class:`ImageLoadError` (for a list, naming its
+        position); use :meth:`iter_predictions` to go on past bad images.
         """
-        threshold = check_confidence(confidence)
-        if self._head is None:
-            raise ValueError(
-                "ontology: predict() needs one, but this model has ontology=None (embedding "
-                "only); pass it to MetaCLIP(...) or call set_ontology(...)"
-            )
-        if not _is_batch(input):
-            return self._head.classify(self.embed_image(input)[None], threshold)[0]
-        return self._head.classify(self.embed_image(input), threshold)
+        predictions = self.iter_predictions(_as_list(input), confidence)
+        results = [_strict(p, input).classifications for p in predictions]
+        return results if _is_batch(input) else results[0]
 
     def embed_image(self, input: Any) -> np.ndarray:
-        """Normalised float32 image embedding(s): ``(D,)`` for one input, ``(N, D)`` for a list."""
+        """Normalised float32 image embedding(s): ``(D,)`` for one input, ``(N, D)`` for a list.
+
+        Strict, like :meth:`predict`; :meth:`iter_embeddings` is the lenient stream.
+        """
+        vectors = [_strict(e, input).vector for e in self.iter_embeddings(_as_list(input))]
         if not _is_batch(input):
-            return self.encoder.encode_pixels(self.encoder.pixels(input)[None])[0]
-        embeddings = np.empty((len(input), self.encoder.dim), np.float32)
-        for item in encode_images(self.encoder, input, batch_size=self.batch_size):
-            if item.error is not None:
-                raise ImageLoadError(f"input[{item.index}]: {item.error}") from item.error
-            embeddings[item.index] = item.embedding
-        return embeddings
+            return vectors[0]
+        return np.array(vectors, np.float32).reshape(len(vectors), self.dim)
 
     def embed_text(self, input: str | Sequence[str]) -> np.ndarray:
         """Normalised float32 text embedding(s): ``(D,)`` for one string, ``(N, D)`` for a list."""
-        texts: list[Any] = list(input) if _is_batch(input) else [input]
+        texts: list[Any] = _as_list(input)
         for text in texts:
             if not isinstance(text, str):
                 raise TypeError(f"text: expected a string, but got {type(text).__name__}")
-        embeddings = self.encoder.encode_texts(texts)
+        embeddings = self._encoder.encode_texts(texts)
         return embeddings if _is_batch(input) else embeddings[0]
 
     @staticmethod
@@ -190,12 +351,13 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
         resume: bool = False,
         progress: bool = True,
     ) -> sv.ClassificationDataset:
-        """Label a folder into ``output_folder/{train,valid,test}/<class>/<image>``.
+        """Label a folder (or a filesystem URI) into ``output_folder/{train,valid,test}/<class>/``.
 
         See :func:`autodistill_metaclip.labeling.label_folder` for every option.
         """
         from autodistill_metaclip.labeling import label_folder
 
+        self._require_head("label()")
         return label_folder(
             self,
             input_folder,
@@ -210,44 +372,26 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
             progress=progress,
         )
 
-    @property
-    def spec(self) -> ModelSpec:
-        """How to build this same model in another process (e.g. a Ray actor)."""
-        return replace(self._spec, ontology=self.ontology)
-
-    @property
-    def head(self) -> ZeroShotHead | None:
-        """The cached prompt embeddings of the current ontology, if any."""
+    def _require_head(self, caller: str) -> ZeroShotHead:
+        if self._head is None:
+            raise ValueError(
+                f"ontology: {caller} needs one, but this model has ontology=None (embedding "
+                "only); pass it to MetaCLIP(...) or call set_ontology(...)"
+            )
         return self._head
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """The arguments of a :class:`MetaCLIP`, picklable, to build it again elsewhere.
+def _strict(result: Any, given: Any) -> Any:
+    """A stream result, or its error raised (naming the position when ``given`` is a list)."""
+    if result.error is None:
+        return result
+    if not _is_batch(given):
+        raise result.error
+    raise ImageLoadError(f"input[{result.index}]: {result.error}") from result.error
 
-    Paths in it (a weights file, a config JSON, ``cache_dir``) must exist where it is built.
-    """
 
-    ontology: Any = None
-    checkpoint: str = DEFAULT_CHECKPOINT
-    weights: str | None = None
-    precision: str | None = None
-    batch_size: int = 32
-    cache_dir: str | None = None
-    prompt_templates: tuple[str, ...] | None = None
-
-    def build(self, device: str | torch.device | None = None) -> MetaCLIP:
-        """The model; ``device=None`` picks the best device of the process that builds it."""
-        return MetaCLIP(
-            self.ontology,
-            self.checkpoint,
-            weights=self.weights,
-            device=device,
-            precision=self.precision,
-            batch_size=self.batch_size,
-            cache_dir=self.cache_dir,
-            prompt_templates=self.prompt_templates,
-        )
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if _is_batch(value) else [value]
 
 
 def _is_batch(value: Any) -> bool:

@@ -1,4 +1,4 @@
-"""The one batched engine behind ``predict(list)``, ``embed_image(list)`` and ``label()``.
+"""The one batched engine behind ``MetaCLIP.iter_embeddings`` (and so every batch API).
 
 Worker threads decode and preprocess images (Pillow and torchvision release the GIL) while the
 calling thread runs the model on the previous batch. Results stream out in input order with a
@@ -11,28 +11,17 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import numpy as np
 import torch
 
 from autodistill_metaclip.encoder import Encoder
 from autodistill_metaclip.errors import ImageLoadError
+from autodistill_metaclip.results import Embedding
 
 DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-@dataclass(frozen=True)
-class Encoded:
-    """One input's outcome: an embedding, or the reason it could not be read."""
-
-    index: int
-    source: Any
-    embedding: np.ndarray | None = None
-    error: ImageLoadError | None = None
 
 
 def encode_images(
@@ -41,7 +30,7 @@ def encode_images(
     *,
     batch_size: int,
     workers: int = DEFAULT_WORKERS,
-) -> Iterator[Encoded]:
+) -> Iterator[Embedding]:
     """Embed images in batches of ``batch_size`` readable images, yielding in input order.
 
     Unreadable inputs are yielded with their :class:`ImageLoadError` instead of raising.
@@ -68,14 +57,14 @@ def encode_images(
 
 def _flush(
     encoder: Encoder, pending: list[tuple[int, Any, torch.Tensor | ImageLoadError]]
-) -> Iterator[Encoded]:
+) -> Iterator[Embedding]:
     tensors = [r for _, _, r in pending if isinstance(r, torch.Tensor)]
     embeddings = iter(encoder.encode_pixels(torch.stack(tensors)) if tensors else [])
     for index, source, result in pending:
         if isinstance(result, ImageLoadError):
-            yield Encoded(index, source, error=result)
+            yield Embedding(index, source, error=result)
         else:
-            yield Encoded(index, source, embedding=next(embeddings))
+            yield Embedding(index, source, vector=next(embeddings))
 
 
 def prefetch(

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 import open_clip
 import torch
-from huggingface_hub import constants, hf_hub_download
+from huggingface_hub import constants, try_to_load_from_cache
 from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 from safetensors import safe_open
 
@@ -91,10 +91,9 @@ def _cached(config: dict[str, Any], cache_dir: str | None) -> Path | None:
         return None  # URL-only tags: open_clip looks in its own cache before downloading
     repo, names = hub
     for name in names:
-        try:
-            return Path(hf_hub_download(repo, name, cache_dir=cache_dir, local_files_only=True))
-        except Exception:
-            continue
+        found = try_to_load_from_cache(repo, name, cache_dir=cache_dir)
+        if isinstance(found, str):
+            return Path(found)
     return None
 
 

@@ -21,7 +21,6 @@ from typing import Any, TypeAlias
 
 import numpy as np
 import open_clip
-import supervision as sv
 from autodistill.core import EmbeddingOntologyImage
 from autodistill.detection import CaptionOntology
 
@@ -102,19 +101,12 @@ class ZeroShotHead:
         np.add.at(class_probs.T, self.prompt_class, prompt_probs.T)  # sum prompts into classes
         return class_probs.astype(np.float32)
 
-    def classify(self, image_embeddings: np.ndarray, confidence: float) -> list[sv.Classifications]:
-        """One ``sv.Classifications`` per image: classes at or above ``confidence``, best first."""
+    def rank(self, image_embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every class once, most probable first: ``(N, C)`` class ids and their probabilities."""
         class_ids = np.unique(self.prompt_class)
-        results = []
-        for row in self.probabilities(image_embeddings)[:, class_ids]:
-            order = np.argsort(-row, kind="stable")
-            keep = order[row[order] >= confidence]
-            results.append(
-                sv.Classifications(
-                    class_id=class_ids[keep], confidence=row[keep].astype(np.float32)
-                )
-            )
-        return results
+        probabilities = self.probabilities(image_embeddings)[:, class_ids]
+        order = np.argsort(-probabilities, axis=1, kind="stable")
+        return class_ids[order], np.take_along_axis(probabilities, order, axis=1)
 
 
 def resolve_templates(templates: str | Sequence[str] | None) -> tuple[str, ...] | None:
