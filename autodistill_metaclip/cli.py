@@ -1,7 +1,12 @@
 """The ``autodistill-metaclip`` command (also ``python -m autodistill_metaclip``).
 
-Human-readable output by default, ``--json`` for scripts. Exit codes: 0 success, 1 failure,
-2 bad usage. Errors are one line unless ``--verbose``.
+Each command is one library call with the same parameter names, plus rendering: text by
+default, ``--json`` for scripts. Exit codes, the same for every command:
+
+- 0: done, every input was read;
+- 1: error, the command stopped (one line on stderr, ``-v`` for the traceback);
+- 2: bad usage (a missing or invalid argument or option);
+- 3: done, but some inputs could not be read (each is listed; the others are in the output).
 """
 
 from __future__ import annotations
@@ -9,18 +14,63 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
+import re
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
 
 from autodistill_metaclip import checkpoints
 from autodistill_metaclip.checkpoints import DEFAULT_CHECKPOINT
 
+PARTIAL = 3
+"""Exit code: the command finished, but some inputs could not be read."""
+MAX_ONTOLOGY_BYTES = 1024 * 1024
+# Python argument names in library messages -> the flags that set them here.
+_FLAGS = {
+    "checkpoint": "-m/--checkpoint",
+    "weights": "--weights",
+    "device": "--device",
+    "precision": "--precision",
+    "batch_size": "--batch-size",
+    "cache_dir": "--cache-dir",
+    "prompt_templates": "--templates",
+    "ontology": "the classes (-c/--ontology/--examples)",
+    "confidence": "--confidence",
+    "split": "--split",
+    "extension": "-e/--extension",
+    "overwrite": "--overwrite",
+    "resume": "--resume",
+    "text": "--text",
+    "input_folder": "INPUT_FOLDER",
+    "output_folder": "OUTPUT_FOLDER",
+    "index": "INDEX_FILE",
+    "query": "QUERY",
+    "k": "-k",
+    "actors": "--actors",
+    "cpus_per_actor": "--cpus-per-actor",
+    "output": "the output",
+}
 logger = logging.getLogger("autodistill_metaclip")
+
+
+def in_cli_terms(message: str) -> str:
+    """A library message with its Python argument names replaced by this command's flags."""
+    message = re.sub(r"\b(\w+)=(True\b|(?=[\s(]))", lambda m: _FLAGS.get(m[1], m[0]), message)
+    message = re.sub(
+        r"\b(\w+)='([^']*)'",
+        lambda m: f"{_FLAGS[m[1]].split('/')[-1]} {m[2]}" if m[1] in _FLAGS else m[0],
+        message,
+    )
+    return re.sub(
+        r"^(\w+(?:, \w+)*):",
+        lambda m: ", ".join(_FLAGS.get(n, n) for n in m[1].split(", ")) + ":",
+        message,
+    )
 
 
 def _options(*options: Callable[..., Any]) -> Callable[..., Any]:
@@ -35,33 +85,56 @@ def _options(*options: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _command(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --json and --verbose; turn exceptions into one-line errors with exit code 1."""
+    """Add --json and --verbose; render the result ``(data, text, failed inputs)``; turn
+    exceptions into one-line errors in this command's terms; apply the exit-code rule."""
 
     @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
     @click.option("-v", "--verbose", is_flag=True, help="Show library logs and full tracebacks.")
     @functools.wraps(function)
     def wrapper(*args: Any, as_json: bool, verbose: bool, **kwargs: Any) -> None:
         logging.basicConfig(
-            level=logging.INFO if verbose else logging.WARNING,
+            level=logging.INFO if verbose else logging.ERROR,
             format="%(levelname)s %(name)s: %(message)s",
         )
-        try:
-            result = function(*args, **kwargs)
-        except (click.exceptions.Exit, click.ClickException):
-            raise
-        except Exception as e:
-            if verbose:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            try:
+                data, text, failed = function(*args, **kwargs)
+            except click.ClickException:
                 raise
-            click.echo(f"error: {' '.join(str(e).split()) or type(e).__name__}", err=True)
-            sys.exit(1)
-        if result is None:
-            return
-        data, text, failed = result
+            except Exception as e:
+                if verbose:
+                    raise
+                message = " ".join(str(e).split()) or type(e).__name__
+                click.echo(f"error: {in_cli_terms(message)}", err=True)
+                sys.exit(1)
+            finally:
+                for warning in caught:
+                    if issubclass(warning.category, UserWarning) and "autodistill" in str(
+                        warning.filename
+                    ) + str(warning.message):
+                        click.echo(f"warning: {in_cli_terms(str(warning.message))}", err=True)
         click.echo(json.dumps(data, indent=2, default=str) if as_json else text)
         if failed:
-            sys.exit(1)
+            sys.exit(PARTIAL)
 
     return wrapper
+
+
+class OutputFile(click.Path):
+    """A file to write, checked before any work: its folder exists, its suffix fits."""
+
+    def __init__(self, *suffixes: str) -> None:
+        super().__init__(dir_okay=False)
+        self.suffixes = suffixes
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        path = Path(os.fsdecode(super().convert(value, param, ctx)))
+        if path.suffix.lower() not in self.suffixes:
+            self.fail(f"expected a file name ending in {' or '.join(self.suffixes)}", param, ctx)
+        if not path.absolute().parent.is_dir():
+            self.fail(f"the folder {str(path.parent)!r} does not exist", param, ctx)
+        return str(path)
 
 
 _model_options = _options(
@@ -69,21 +142,26 @@ _model_options = _options(
         "-m",
         "--checkpoint",
         default=None,
-        help=f"Checkpoint name, open_clip architecture or config JSON "
-        f"[default: {DEFAULT_CHECKPOINT}, or the index's own].",
+        help="Checkpoint name, open_clip architecture or config JSON "
+        f"[default: {DEFAULT_CHECKPOINT}, or an index's own].",
     ),
     click.option("--weights", default=None, help="Pretrained tag or local weights file."),
     click.option("--device", default=None, help="cpu, cuda, cuda:N or mps [default: best]."),
     click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default=None),
     click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True),
+    click.option("--cache-dir", default=None, help="Where downloaded weights are kept."),
     click.option(
         "--templates",
-        default=None,
-        help='Prompt template(s) with {} or a preset ("openai"), comma-free.',
+        "prompt_templates",
+        multiple=True,
+        help='Prompt template with {} (repeatable), or a preset ("openai").',
+    ),
+    click.option(
+        "--draft-decoding",
+        is_flag=True,
+        help="Decode large JPEGs at reduced scale: faster, not exact.",
     ),
 )
-
-
 _ontology_options = _options(
     click.option(
         "-c",
@@ -91,21 +169,15 @@ _ontology_options = _options(
         "classes",
         multiple=True,
         metavar="NAME|CAPTION=NAME",
-        help='A class; a bare NAME is prompted as "a photo of a NAME".',
+        help='A class; a bare NAME is prompted as "a photo of a NAME" (as NAME with --templates).',
     ),
-    click.option(
-        "--ontology",
-        type=click.Path(exists=True, dir_okay=False),
-        help="JSON file of {caption: class}.",
-    ),
+    click.option("--ontology", "ontology_file", help="JSON file of {caption: class}."),
     click.option(
         "--examples",
         type=click.Path(exists=True, file_okay=False),
         help="Folder with one subfolder of example images per class.",
     ),
 )
-
-
 _ray_options = _options(
     click.option(
         "--ray",
@@ -116,80 +188,90 @@ _ray_options = _options(
         metavar="[ADDRESS]",
         help="Run on Ray: a local instance, or the cluster at ADDRESS.",
     ),
+    click.option("--actors", type=click.IntRange(1), default=1, show_default=True),
     click.option(
-        "--actors",
-        type=click.IntRange(1),
-        default=1,
-        show_default=True,
-        help="With --ray: model replicas (one GPU each where there are GPUs).",
-    ),
-    click.option(
-        "--cpus-per-actor",
-        type=click.FloatRange(0, min_open=True),
-        default=1.0,
-        show_default=True,
-        help="With --ray: CPUs each replica reserves.",
+        "--cpus-per-actor", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True
     ),
 )
 
 
-def _spec(
-    checkpoint: str | None,
-    weights: str | None,
-    precision: str | None,
-    batch_size: int,
-    templates: str | None,
-    ontology: Any = None,
-    device: str | None = None,
-) -> Any:
-    """The model the options describe, not yet loaded (Ray actors build it themselves)."""
+_MODEL_KEYS = (
+    *("checkpoint", "weights", "device", "precision", "batch_size", "cache_dir"),
+    *("prompt_templates", "draft_decoding"),
+)
+
+
+def _spec(params: dict[str, Any], *, ontology: bool, default: Any = None) -> Any:
+    """Take the model options (and the classes) out of a command's parameters: the
+    ``ModelSpec`` they describe (``default``: checkpoint and weights when -m is not given)."""
     from autodistill_metaclip.model import ModelSpec
-    from autodistill_metaclip.zeroshot import resolve_templates
 
-    return ModelSpec(
-        ontology=ontology,
-        checkpoint=checkpoint or DEFAULT_CHECKPOINT,
-        weights=weights,
-        precision=precision,
-        batch_size=batch_size,
-        prompt_templates=resolve_templates(templates),
-    )
-
-
-def _model(device: str | None = None, **options: Any) -> Any:
-    """The model the options describe, loaded here."""
-    return _spec(**options).build(device)
+    options = {key: params.pop(key) for key in _MODEL_KEYS}
+    params["device"] = options.pop("device")
+    templates = options.pop("prompt_templates")
+    classes = None
+    if ontology:
+        names = (params.pop("classes"), params.pop("ontology_file"), params.pop("examples"))
+        classes = _ontology(*names, templated=bool(templates))
+    if options["checkpoint"] is None:
+        options.update(default or {"checkpoint": DEFAULT_CHECKPOINT})
+    templates = (templates[0] if len(templates) == 1 else templates) or None
+    return ModelSpec(ontology=classes, prompt_templates=templates, **options)
 
 
-def _ontology(classes: tuple[str, ...], ontology_file: str | None, examples: str | None) -> Any:
-    from autodistill_metaclip.images import find_images
+def _ontology(
+    classes: tuple[str, ...], ontology_file: str | None, examples: str | None, *, templated: bool
+) -> Any:
+    from autodistill_metaclip import sources
     from autodistill_metaclip.zeroshot import ExampleOntology
 
-    given = sum(bool(x) for x in (classes, ontology_file, examples))
-    if given != 1:
+    if sum(bool(x) for x in (classes, ontology_file, examples)) != 1:
         raise click.UsageError(
             "give the classes with exactly one of -c/--class, --ontology or --examples"
         )
     if examples:
         folders = sorted(p for p in Path(examples).iterdir() if p.is_dir())
-        return ExampleOntology({f.name: find_images(f, None) for f in folders})
+        return ExampleOntology(
+            {f.name: [s.location for s in sources.list_images(f, None)] for f in folders}
+        )
     if ontology_file:
-        mapping = json.loads(Path(ontology_file).read_text(encoding="utf-8"))
-        if not isinstance(mapping, dict):
-            raise click.UsageError("--ontology: expected a JSON object of {caption: class}")
-        return mapping
-    pairs = [c.split("=", 1) if "=" in c else (f"a photo of a {c}", c) for c in classes]
+        return _read_ontology(ontology_file)
+    pairs = [
+        c.split("=", 1) if "=" in c else (c if templated else f"a photo of a {c}", c)
+        for c in classes
+    ]
     return {caption.strip(): name.strip() for caption, name in pairs}
 
 
+def _read_ontology(path: str) -> dict[str, str]:
+    where = f"--ontology {path!r}"
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_ONTOLOGY_BYTES + 1)
+    except OSError as e:
+        raise click.UsageError(f"{where}: cannot read ({e.strerror or e})") from None
+    if len(data) > MAX_ONTOLOGY_BYTES:
+        raise click.UsageError(f"{where}: larger than {MAX_ONTOLOGY_BYTES} bytes")
+    try:
+        mapping = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise click.UsageError(f"{where}: not valid JSON ({e})") from None
+    if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+        raise click.UsageError(f'{where}: expected a JSON object of {{"caption": "class"}}')
+    return mapping
+
+
 def _expand(inputs: tuple[str, ...]) -> list[str]:
-    """Image arguments: files and URLs as given, folders as the images inside them."""
-    from autodistill_metaclip.images import find_images
+    """Image arguments: files, URLs and URIs as given, folders as the images inside them."""
+    from autodistill_metaclip import sources
 
     out: list[str] = []
     for item in inputs:
         if Path(item).is_dir():
-            out.extend(str(p) for p in find_images(item, None))
+            found = [s.location for s in sources.list_images(item, None)]
+            if not found:
+                raise click.UsageError(f"IMAGES: the folder {item!r} has no image files")
+            out.extend(found)
         else:
             out.append(item)
     return out
@@ -200,7 +282,8 @@ def _expand(inputs: tuple[str, ...]) -> list[str]:
 def main() -> None:
     """MetaCLIP for zero-shot classification, embeddings, search and dataset labelling.
 
-    Every command runs offline on the bundled demo model with -m demo.
+    Every command runs offline on the bundled demo model with -m demo. Exit codes: 0 done,
+    1 error, 2 bad usage, 3 done but some inputs could not be read (listed).
     """
 
 
@@ -208,165 +291,127 @@ def main() -> None:
 @click.argument("images", nargs=-1, required=True)
 @_ontology_options
 @click.option("--confidence", type=click.FloatRange(0, 1), default=0.5, show_default=True)
-@click.option(
-    "--plot",
-    type=click.Path(dir_okay=False),
-    help="Save a PNG: bars for one image, a grid for several.",
-)
+@click.option("-k", "--top", type=click.IntRange(1), default=3, help="Classes shown per image.")
+@click.option("--plot", type=OutputFile(".png"), help="PNG: bars for one image, else a grid.")
 @_model_options
 @_command
-def predict(
-    images: tuple[str, ...],
-    classes: tuple[str, ...],
-    ontology: str | None,
-    examples: str | None,
-    confidence: float,
-    plot: str | None,
-    **model: Any,
-) -> Any:
-    """Classify images (files, folders or URLs) zero-shot.
+def predict(images: tuple[str, ...], top: int, plot: str | None, **params: Any) -> Any:
+    """Classify images (files, folders, URLs or URIs) zero-shot.
+
+    Every image shows its best classes, also when none reaches --confidence.
 
     \b
     Example:
       autodistill-metaclip predict -m demo photo.jpg -c "red circle" -c "blue square"
     """
-    from autodistill_metaclip.pipeline import encode_images
-
-    metaclip = _model(**model, ontology=_ontology(classes, ontology, examples))
-    names = metaclip.ontology.classes()
+    inputs = _expand(images)
+    spec = _spec(params, ontology=True)
+    model = spec.build(params.pop("device"))
+    predictions = list(model.iter_predictions(inputs, **params))
     rows: list[dict[str, Any]] = []
     lines: list[str] = []
-    inputs = _expand(images)
-    for item in encode_images(metaclip.encoder, inputs, batch_size=metaclip.batch_size):
-        if item.embedding is None:
-            rows.append({"image": item.source, "error": str(item.error)})
-            lines.append(f"{item.source}: error: {item.error}")
+    for p in predictions:
+        if p.error is not None:
+            rows.append({"image": str(p.source), "status": "failed", "error": str(p.error)})
+            lines.append(f"{p.source}: error: {p.error}")
             continue
-        result = metaclip.head.classify(item.embedding[None], 0.0)[0]
-        ranked = [
-            {"class": names[i], "confidence": round(float(p), 6)}
-            for i, p in zip(result.class_id, result.confidence, strict=True)
-        ]
-        kept = [r for r in ranked if r["confidence"] >= confidence]
-        rows.append({"image": item.source, "predictions": kept})
-        best = f"{kept[0]['class']} {kept[0]['confidence']:.3f}" if kept else "(below threshold)"
-        runners = ", ".join(f"{r['class']} {r['confidence']:.3f}" for r in ranked[1:3])
-        lines.append(f"{item.source}: {best}   [{runners}]")
-        if plot and len(inputs) == 1:
-            from autodistill_metaclip import plots
+        top_k = zip(p.class_ids[:top], p.probabilities[:top], strict=True)
+        ranked = [{"class": p.classes[i], "confidence": float(s)} for i, s in top_k]
+        passed = ranked[: len(p.classifications)]
+        for r in ranked:
+            r["passed"] = r in passed
+        row = {"image": str(p.source), "status": p.status, "predictions": passed, "top": ranked}
+        rows.append(row)
+        shown = [f"{r['class']} {r['confidence']:.3f}" for r in ranked]
+        best = ", ".join(shown[: len(passed)]) or f"(none >= {p.threshold:g}) best: {shown[0]}"
+        rest = shown[max(len(passed), 1) :]
+        lines.append(f"{p.source}: {best}" + (f"   [{', '.join(rest)}]" if rest else ""))
+    if plot:
+        _plot_predictions(predictions, plot)
+    return rows, "\n".join(lines), sum(r["status"] == "failed" for r in rows)
 
-            plots.save(plots.probability_chart(item.source, result, names), plot)
-    if plot and len(rows) > 1:
-        from autodistill_metaclip import plots
 
-        tiles = [
-            (r["image"], r["predictions"][0]["class"] if r.get("predictions") else "-")
-            for r in rows
-        ]
-        plots.save(plots.image_grid(tiles), plot)
-    return rows, "\n".join(lines), any("error" in r for r in rows)
+def _plot_predictions(predictions: list[Any], path: str) -> None:
+    from autodistill_metaclip import plots
+
+    if len(predictions) == 1 and predictions[0].error is None:
+        p = predictions[0]
+        ranked = plots.sv.Classifications(class_id=p.class_ids, confidence=p.probabilities)
+        plots.save(plots.probability_chart(p.source, ranked, p.classes), path)
+    else:
+        tiles = [(p.source, p.best[0] if p.error is None else "-") for p in predictions]
+        plots.save(plots.image_grid(tiles), path)
 
 
 @main.command()
 @click.argument("input_folder")
 @click.argument("output_folder", type=click.Path(file_okay=False))
 @_ontology_options
-@click.option(
-    "-e", "--extension", multiple=True, help="Only these suffixes [default: every image]."
-)
+@click.option("-e", "--extension", multiple=True, help="Only these suffixes [default: all].")
 @click.option("--confidence", type=click.FloatRange(0, 1), default=0.5, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--split", type=float, nargs=3, default=(0.7, 0.15, 0.15), show_default=True)
 @click.option("-r", "--recursive", is_flag=True, help="Include subfolders.")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier dataset in OUTPUT_FOLDER.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run.")
-@click.option("--grid", type=click.Path(dir_okay=False), help="Save a PNG of labelled images.")
-@click.option(
-    "--shards", help="With --ray: where the parquet results go [default: OUTPUT_FOLDER-shards]."
-)
+@click.option("--grid", type=OutputFile(".png"), help="Save a PNG of labelled images.")
+@click.option("--shards", help="With --ray: where the parquet results go [OUTPUT_FOLDER-shards].")
 @_ray_options
 @_model_options
 @_command
 def label(
     input_folder: str,
     output_folder: str,
-    classes: tuple[str, ...],
-    ontology: str | None,
-    examples: str | None,
     extension: tuple[str, ...],
-    confidence: float,
-    seed: int,
-    split: tuple[float, float, float],
-    recursive: bool,
-    overwrite: bool,
-    resume: bool,
     grid: str | None,
-    shards: str | None,
-    ray_address: str | None,
-    actors: int,
-    cpus_per_actor: float,
-    **model: Any,
+    **params: Any,
 ) -> Any:
-    """Label a folder of images into a train/valid/test classification dataset.
-
-    With --ray, INPUT_FOLDER may also be a URI pyarrow reads (s3://bucket/photos).
+    """Label a folder (or a URI such as s3://bucket/photos) into a train/valid/test dataset.
 
     \b
     Examples:
       autodistill-metaclip label -m demo photos/ dataset/ -c cat -c dog --confidence 0.6
       autodistill-metaclip label -m demo photos/ dataset/ -c cat -c dog --ray --actors 2
     """
-    import csv
+    from autodistill_metaclip.labeling import summarize
 
-    classes_given = _ontology(classes, ontology, examples)
-    if ray_address is None:
-        dataset = _model(**model, ontology=classes_given).label(
-            input_folder,
-            list(extension) or None,
-            output_folder,
-            confidence=confidence,
-            seed=seed,
-            split=split,
-            recursive=recursive,
-            overwrite=overwrite,
-            resume=resume,
-            progress=sys.stderr.isatty(),
+    spec, extensions = _spec(params, ontology=True), list(extension) or None
+    device, ray, shards = params.pop("device"), _ray(params), params.pop("shards")
+    if ray is None:
+        progress = sys.stderr.isatty()
+        dataset = spec.build(device).label(
+            input_folder, extensions, output_folder, progress=progress, **params
         )
     else:
         from autodistill_metaclip.distributed import label_with_ray
 
-        if resume:
+        if params.pop("resume"):
             raise click.UsageError("--resume is not available with --ray")
+        shards = shards or f"{output_folder.rstrip('/')}-shards"
         dataset = label_with_ray(
-            _spec(**model, ontology=classes_given),
-            input_folder,
-            shards or f"{output_folder.rstrip('/')}-shards",
-            extensions=list(extension) or None,
-            recursive=recursive,
-            confidence=confidence,
-            actors=actors,
-            cpus_per_actor=cpus_per_actor,
-            address=None if ray_address == "local" else ray_address,
-            dataset_folder=output_folder,
-            seed=seed,
-            split=split,
-            overwrite=overwrite,
-        ).dataset
-    with open(Path(output_folder) / "manifest.csv", encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f))
-    counts = {s: sum(r["status"] == s for r in rows) for s in ("labeled", "unlabeled", "failed")}
-    failures = [{"image": r["image"], "error": r["error"]} for r in rows if r["status"] == "failed"]
+            spec, input_folder, shards, extensions=extensions, dataset_folder=output_folder,
+            **ray, **params,
+        ).dataset  # fmt: skip
     if grid:
         from autodistill_metaclip import plots
 
         plots.save(plots.labelled_grid(dataset), grid)
-    data = {"output": output_folder, **counts, "failures": failures}
+    summary = summarize(output_folder)
     text = (
-        f"labeled {counts['labeled']}, unlabeled {counts['unlabeled']}, failed "
-        f"{counts['failed']} -> {output_folder} (see manifest.csv)"
+        f"labeled {summary['labeled']}, unlabeled {summary['unlabeled']}, failed "
+        f"{summary['failed']} -> {output_folder} (see manifest.csv)"
     )
-    text += "".join(f"\n  failed: {f['image']}: {f['error']}" for f in failures[:20])
-    return data, text, False
+    text += "".join(f"\n  failed: {f['image']}: {f['error']}" for f in summary["failures"][:20])
+    return {"output": output_folder, **summary}, text, summary["failed"]
+
+
+def _ray(params: dict[str, Any]) -> dict[str, Any] | None:
+    """Take the Ray options out of a command's parameters: None without --ray."""
+    address = params.pop("ray_address")
+    options = {"actors": params.pop("actors"), "cpus_per_actor": params.pop("cpus_per_actor")}
+    if address is None:
+        return None
+    return {**options, "address": None if address == "local" else address}
 
 
 @main.command()
@@ -375,22 +420,16 @@ def label(
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False),
-    help="Write .npy (vectors) or .npz (inputs and vectors); with --ray, the parquet folder.",
+    help="Write exactly this .npy (vectors) or .npz (inputs, vectors) file; with --ray, the "
+    "parquet folder or URI.",
 )
 @_ray_options
 @_model_options
 @_command
 def embed(
-    images: tuple[str, ...],
-    texts: tuple[str, ...],
-    output: str | None,
-    ray_address: str | None,
-    actors: int,
-    cpus_per_actor: float,
-    **model: Any,
+    images: tuple[str, ...], texts: tuple[str, ...], output: str | None, **params: Any
 ) -> Any:
-    """Embed images (files, folders, URLs) and texts as L2-normalised vectors.
+    """Embed images (files, folders, URLs, URIs) and texts as L2-normalised vectors.
 
     With --ray, give one folder or URI (s3://bucket/photos) and -o for the parquet shards.
 
@@ -399,68 +438,69 @@ def embed(
       autodistill-metaclip embed -m demo photos/ -t "a red circle" -o vectors.npz
       autodistill-metaclip embed -m demo photos/ --ray --actors 2 -o embeddings/
     """
-    if ray_address is not None:
+    spec, ray = _spec(params, ontology=False), _ray(params)
+    if ray is not None:
         from autodistill_metaclip.distributed import embed_with_ray
 
         if len(images) != 1 or texts or not output:
             raise click.UsageError("--ray embeds one folder or URI into -o OUTPUT, without --text")
-        run = embed_with_ray(
-            _spec(**model),
-            images[0],
-            output,
-            actors=actors,
-            cpus_per_actor=cpus_per_actor,
-            address=None if ray_address == "local" else ray_address,
-        )
+        run = embed_with_ray(spec, images[0], output, **ray)
         text = f"{run.counts} -> {output} (parquet: key, path, status, error, embedding)"
-        return {"output": output, **run.counts}, text, False
-
-    from autodistill_metaclip.pipeline import encode_images
-
-    metaclip = _model(**model)
-    inputs: list[str] = []
-    vectors: list[np.ndarray] = []
-    errors: list[dict[str, str]] = []
-    for item in encode_images(metaclip.encoder, _expand(images), batch_size=metaclip.batch_size):
-        if item.embedding is None:
-            errors.append({"input": item.source, "error": str(item.error)})
-        else:
-            inputs.append(item.source)
-            vectors.append(item.embedding)
-    if texts:
-        vectors.extend(metaclip.embed_text(list(texts)))
-        inputs.extend(f"text:{t}" for t in texts)
-    if not inputs and not errors:
-        raise click.UsageError("give images and/or --text to embed")
-    matrix = np.array(vectors, np.float32).reshape(len(inputs), metaclip.encoder.dim)
-    data: dict[str, Any] = {"dim": metaclip.encoder.dim, "inputs": inputs, "errors": errors}
+        return {"output": output, **run.counts}, text, run.counts.get("failed", 0)
+    if not images and not texts:
+        raise click.UsageError("give IMAGES and/or -t/--text to embed")
     if output:
-        if output.endswith(".npz"):
-            np.savez(output, inputs=np.array(inputs, dtype=str), embeddings=matrix)
-        else:
-            np.save(output, matrix)
+        try:
+            OutputFile(".npy", ".npz").convert(output, None, None)
+        except click.BadParameter as e:
+            raise click.BadParameter(e.message, param_hint="'-o/--output'") from None
+    import numpy as np
+
+    model = spec.build(params["device"])
+    results = list(model.iter_embeddings(_expand(images)))
+    inputs = [str(r.source) for r in results if r.error is None] + [f"text:{t}" for t in texts]
+    vectors = [r.vector for r in results if r.vector is not None]
+    images_part = np.array(vectors, np.float32).reshape(-1, model.dim)
+    matrix = np.concatenate([images_part, model.embed_text(list(texts))])
+    errors = [{"input": str(r.source), "error": str(r.error)} for r in results if r.error]
+    data: dict[str, Any] = {"dim": model.dim, "inputs": inputs, "errors": errors}
+    if output:
+        from autodistill_metaclip.files import atomic_write
+
+        with atomic_write(output) as file:
+            if output.lower().endswith(".npz"):
+                np.savez(file, inputs=np.array(inputs, dtype=str), embeddings=matrix)
+            else:
+                np.save(file, matrix)
         data["output"] = output
     else:
-        data["embeddings"] = matrix.round(6).tolist()
-    text = f"{len(inputs)} embeddings of dimension {metaclip.encoder.dim}"
-    text += f" -> {output}" if output else ""
+        data["embeddings"] = matrix.tolist()
+    text = f"{len(inputs)} embeddings of dimension {model.dim}"
+    text += f" -> {output}" if output else " (-o FILE or --json for the vectors)"
     text += "".join(f"\n  error: {e['error']}" for e in errors)
-    return data, text, bool(errors)
+    return data, text, len(errors)
+
+
+def _index_model(index_file: str, params: dict[str, Any]) -> Any:
+    """The model of -m/--weights, or by default the one that built ``index_file``."""
+    from autodistill_metaclip.index import EmbeddingIndex
+
+    made_by = None
+    if Path(index_file).is_file():
+        info = EmbeddingIndex.load(index_file).model_info
+        made_by = info.get("spec", {"checkpoint": info["checkpoint"]})
+    return _spec(params, ontology=False, default=made_by).build(params.pop("device"))
 
 
 @main.command()
-@click.argument("folder", type=click.Path(exists=True, file_okay=False))
-@click.argument("index_file", type=click.Path(dir_okay=False))
-@click.option(
-    "-e", "--extension", multiple=True, help="Only these suffixes [default: every image]."
-)
+@click.argument("folder")
+@click.argument("index_file", type=OutputFile(".npz"))
+@click.option("-e", "--extension", multiple=True, help="Only these suffixes [default: all].")
 @click.option("--recursive/--no-recursive", default=True, show_default=True)
 @_model_options
 @_command
-def index(
-    folder: str, index_file: str, extension: tuple[str, ...], recursive: bool, **model: Any
-) -> Any:
-    """Build an embedding index of FOLDER, or bring INDEX_FILE up to date with it.
+def index(folder: str, index_file: str, extension: tuple[str, ...], **params: Any) -> Any:
+    """Build an embedding index of FOLDER, or bring INDEX_FILE (built from FOLDER) up to date.
 
     \b
     Example:
@@ -468,79 +508,54 @@ def index(
     """
     from autodistill_metaclip.index import EmbeddingIndex
 
-    metaclip = _model(**model)
-    if Path(index_file).exists():
-        built = EmbeddingIndex.load(index_file, metaclip)
-        counts = built.update(metaclip, progress=sys.stderr.isatty())
-    else:
-        built = EmbeddingIndex.build(
-            metaclip,
-            folder,
-            extensions=list(extension) or None,
-            recursive=recursive,
-            progress=sys.stderr.isatty(),
-        )
-        counts = {"added": len(built), "changed": 0, "removed": 0, "failed": len(built.failed)}
-    built.save(index_file)
+    model, progress = _index_model(index_file, params), sys.stderr.isatty()
+    built, counts = EmbeddingIndex.sync(
+        model, folder, index_file, extensions=list(extension) or None, progress=progress, **params
+    )
     text = (
-        f"{len(built)} images in {index_file} (added {counts['added']}, changed "
-        f"{counts['changed']}, removed {counts['removed']}, failed {counts['failed']})"
+        f"{len(built)} images in {index_file} ({', '.join(f'{k} {v}' for k, v in counts.items())})"
     )
     text += "".join(f"\n  failed: {k}: {v}" for k, v in list(built.failed.items())[:20])
-    return (
-        {"index": index_file, "images": len(built), **counts, "failures": built.failed},
-        text,
-        False,
-    )
-
-
-def _index_and_model(index_file: str, model: dict[str, Any]) -> tuple[Any, Any]:
-    from autodistill_metaclip.index import EmbeddingIndex
-
-    loaded = EmbeddingIndex.load(index_file)
-    if model["checkpoint"] is None and loaded.model_info["checkpoint"] in {
-        c.name for c in checkpoints.CHECKPOINTS
-    }:
-        model = {**model, "checkpoint": loaded.model_info["checkpoint"]}
-    metaclip = _model(**model)
-    loaded.check_model(metaclip)
-    return loaded, metaclip
+    data = {"index": index_file, "images": len(built), **counts, "failures": built.failed}
+    return data, text, counts["failed"]
 
 
 @main.command()
 @click.argument("index_file", type=click.Path(exists=True, dir_okay=False))
 @click.argument("query")
 @click.option("-k", "--top", type=click.IntRange(1), default=5, show_default=True)
-@click.option("--grid", type=click.Path(dir_okay=False), help="Save a PNG of the results.")
+@click.option("--text", is_flag=True, help="QUERY is text, even if it looks like a path.")
+@click.option("--grid", type=OutputFile(".png"), help="Save a PNG of the results.")
 @_model_options
 @_command
-def search(index_file: str, query: str, top: int, grid: str | None, **model: Any) -> Any:
-    """Find the images most like QUERY: a text, or an image file or URL.
+def search(
+    index_file: str, query: str, top: int, text: bool, grid: str | None, **params: Any
+) -> Any:
+    """Find the images most like QUERY: a text, or an image file, URL or URI.
 
     \b
-    Example:
+    Examples:
       autodistill-metaclip search photos.npz "a red circle on a grey background" -k 8
+      autodistill-metaclip search photos.npz photos/cat.jpg
     """
-    loaded, metaclip = _index_and_model(index_file, model)
-    hits = loaded.search(metaclip, query, k=top)
+    from autodistill_metaclip.index import EmbeddingIndex
+
+    model = _index_model(index_file, params)
+    hits = EmbeddingIndex.load(index_file, model).search(model, query, k=top, text=text or None)
     if grid:
         from autodistill_metaclip import plots
 
         plots.save(plots.search_grid(hits, query=query), grid)
-    data = [{"path": str(h.path), "score": round(h.score, 6)} for h in hits]
-    text = "\n".join(f"{i + 1:3}. {h.score:.4f}  {h.path}" for i, h in enumerate(hits))
-    return data, text, False
+    data = [{"path": str(h.path), "score": h.score} for h in hits]
+    return data, "\n".join(f"{i + 1:3}. {h.score:.4f}  {h.path}" for i, h in enumerate(hits)), 0
 
 
 @main.command()
 @click.argument("index_file", type=click.Path(exists=True, dir_okay=False))
 @click.option(
-    "--threshold",
-    type=click.FloatRange(-1, 1),
-    default=0.95,
-    show_default=True,
+    "--threshold", type=click.FloatRange(-1, 1), default=0.95, show_default=True,
     help="Minimum cosine similarity of near-duplicates.",
-)
+)  # fmt: skip
 @_command
 def dedup(index_file: str, threshold: float) -> Any:
     """List groups of near-duplicate images in an index.
@@ -552,27 +567,21 @@ def dedup(index_file: str, threshold: float) -> Any:
     from autodistill_metaclip.index import EmbeddingIndex
 
     groups = EmbeddingIndex.load(index_file).duplicates(threshold)
-    text = (
-        "\n".join(
-            f"group {i + 1} ({len(g)}):" + "".join(f"\n  {p}" for p in g)
-            for i, g in enumerate(groups)
-        )
-        or "no near-duplicates"
-    )
-    return [[str(p) for p in g] for g in groups], text, False
+    lines = [
+        f"group {i + 1} ({len(g)}):" + "".join(f"\n  {p}" for p in g) for i, g in enumerate(groups)
+    ]
+    return [[str(p) for p in g] for g in groups], "\n".join(lines) or "no near-duplicates", 0
 
 
 @main.command()
 @click.argument("index_file", type=click.Path(exists=True, dir_okay=False))
 @click.option("-k", "--clusters", "k", type=click.IntRange(1), default=8, show_default=True)
-@click.option("-n", "--name", "names", multiple=True, help="Candidate label to name clusters with.")
+@click.option("-n", "--name", "names", multiple=True, help="Candidate label to name clusters.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--sheet", type=click.Path(dir_okay=False), help="Save a PNG contact sheet.")
+@click.option("--sheet", type=OutputFile(".png"), help="Save a PNG contact sheet.")
 @_model_options
 @_command
-def cluster(
-    index_file: str, k: int, names: tuple[str, ...], seed: int, sheet: str | None, **model: Any
-) -> Any:
+def cluster(index_file: str, names: tuple[str, ...], sheet: str | None, **params: Any) -> Any:
     """Group an index's images into k clusters, optionally named from candidate labels.
 
     \b
@@ -581,30 +590,25 @@ def cluster(
     """
     from autodistill_metaclip.index import EmbeddingIndex
 
-    if names:
-        loaded, metaclip = _index_and_model(index_file, model)
-    else:
-        loaded, metaclip = EmbeddingIndex.load(index_file), None
-    result = loaded.clusters(k, seed=seed, names=list(names) or None, model=metaclip)
+    model = _index_model(index_file, params) if names else None
+    for key in (*_MODEL_KEYS, "device"):
+        params.pop(key, None)
+    loaded = EmbeddingIndex.load(index_file)
+    result = loaded.clusters(names=list(names) or None, model=model, **params)
     if sheet:
         from autodistill_metaclip import plots
 
         plots.save(plots.cluster_sheet(result), sheet)
     data = [
-        {
-            "id": c.id,
-            "name": c.name,
-            "size": len(c.members),
-            "representatives": [str(p) for p in c.representatives],
-        }
+        {"id": c.id, "name": c.name, "size": len(c.members), "representatives": c.representatives}
         for c in result.clusters
     ]
     text = "\n".join(
-        f"cluster {c['id']} ({c['size']} images){' ' + c['name'] if c['name'] else ''}: "
-        + ", ".join(Path(p).name for p in c["representatives"][:4])
-        for c in data
+        f"cluster {c.id} ({len(c.members)} images){' ' + c.name if c.name else ''}: "
+        + ", ".join(Path(str(p)).name for p in c.representatives[:4])
+        for c in result.clusters
     )
-    return data, text, False
+    return data, text, 0
 
 
 @main.command("checkpoints")
@@ -621,30 +625,25 @@ def list_checkpoints(markdown: bool) -> Any:
 
     rows = [asdict(c) for c in checkpoints.CHECKPOINTS]
     if markdown:
-        return rows, checkpoints.markdown_table(), False
+        return rows, checkpoints.markdown_table(), 0
     text = "\n".join(
         f"{c.name:22} {c.architecture:30} {c.pretrained:26} "
         f"{'' if c.imagenet_top1 is None else c.imagenet_top1:>5} {c.params_m:>8,.1f}M {c.license}"
         for c in checkpoints.CHECKPOINTS
     )
-    return rows, text, False
+    return rows, text, 0
 
 
 @main.command()
-@click.argument("folder", required=False, type=click.Path(file_okay=False))
-def demo(folder: str | None) -> None:
-    """Run the offline demo (predictions, embeddings, label()) on the bundled model.
+@click.argument("folder", default="metaclip-demo", type=click.Path(file_okay=False))
+def demo(folder: str) -> None:
+    """Run the offline demo (predictions, embeddings, label()) on the bundled model in FOLDER
+    (default: ./metaclip-demo). Running it again replaces what it wrote there.
 
     \b
     Example:
       autodistill-metaclip demo
     """
-    import tempfile
+    from autodistill_metaclip.demo.tour import run
 
-    from autodistill_metaclip.demo.__main__ import run
-
-    if folder:
-        run(Path(folder))
-        return
-    with tempfile.TemporaryDirectory() as workdir:
-        run(Path(workdir))
+    run(Path(folder))

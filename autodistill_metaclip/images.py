@@ -73,7 +73,7 @@ def load_image(source: ImageInput, *, draft_size: int | None = None) -> Image.Im
         return _decode(io.BytesIO(source), describe(source), draft_size)
     if isinstance(source, str) and source.lower().startswith(("http://", "https://")):
         return _decode(io.BytesIO(_download(source)), repr(source), draft_size)
-    if sources.is_uri(source):
+    if isinstance(source, str) and sources.is_uri(source):
         return _decode(io.BytesIO(sources.read_bytes(source)), repr(source), draft_size)
     if isinstance(source, str | os.PathLike):
         path = os.fspath(source)

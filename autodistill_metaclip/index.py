@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from autodistill_metaclip import sources
+from autodistill_metaclip.files import atomic_write
 
 if TYPE_CHECKING:
     from autodistill_metaclip.model import MetaCLIP
@@ -133,6 +133,50 @@ class EmbeddingIndex:
         index.update(model, progress=progress)
         return index
 
+    @classmethod
+    def sync(
+        cls,
+        model: MetaCLIP,
+        folder: str | os.PathLike[str],
+        path: str | os.PathLike[str],
+        *,
+        extensions: Sequence[str] | None = None,
+        recursive: bool = True,
+        progress: bool = True,
+    ) -> tuple[EmbeddingIndex, dict[str, int]]:
+        """Bring the index file at ``path`` up to date with ``folder`` (build it if missing),
+        save it, and return it with the counts of :meth:`update`.
+
+        An existing index of another folder, or listed with other ``extensions`` or
+        ``recursive``, is refused rather than silently updated with its own settings.
+        """
+        location = os.fspath(folder)
+        root = location if sources.is_uri(location) else os.path.abspath(location)
+        options = {"extensions": list(extensions) if extensions else None, "recursive": recursive}
+        if not Path(path).exists():
+            index = cls.build(
+                model, root, extensions=extensions, recursive=recursive, progress=progress
+            )
+            counts = {"added": len(index), "changed": 0, "removed": 0, "failed": len(index.failed)}
+        else:
+            index = cls.load(path, model)
+            differences = [
+                f"{name} {theirs!r} (given: {ours!r})"
+                for name, theirs, ours in [
+                    ("folder", index.root, root),
+                    *((k, index.options.get(k), v) for k, v in options.items()),
+                ]
+                if theirs != ours
+            ]
+            if differences:
+                raise ValueError(
+                    f"index: {os.fspath(path)!r} was built with {', '.join(differences)}; give "
+                    "the same folder and options to update it, or another index file"
+                )
+            counts = index.update(model, progress=progress)
+        index.save(path)
+        return index, counts
+
     def update(self, model: MetaCLIP, *, progress: bool = True) -> dict[str, int]:
         """Embed new and changed files (and retry failed ones), forget deleted ones.
 
@@ -186,20 +230,14 @@ class EmbeddingIndex:
             "failed": self.failed,
             "options": self.options,
         }
-        descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        try:
-            with os.fdopen(descriptor, "wb") as f:
-                np.savez(
-                    f,
-                    paths=np.array(self.keys, dtype=str),
-                    embeddings=self.embeddings,
-                    stamps=np.array(self.stamps, dtype=str),
-                    meta=np.array(json.dumps(meta)),
-                )
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        with atomic_write(target) as file:
+            np.savez(
+                file,
+                paths=np.array(self.keys, dtype=str),
+                embeddings=self.embeddings,
+                stamps=np.array(self.stamps, dtype=str),
+                meta=np.array(json.dumps(meta)),
+            )
         return target
 
     @classmethod

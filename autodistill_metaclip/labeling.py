@@ -20,7 +20,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -31,6 +30,7 @@ import supervision as sv
 from tqdm.auto import tqdm
 
 from autodistill_metaclip import sources
+from autodistill_metaclip.files import PARTIAL_PREFIX, atomic_write
 from autodistill_metaclip.results import Classifier, Prediction
 from autodistill_metaclip.sources import SourceFile
 from autodistill_metaclip.zeroshot import check_confidence
@@ -191,11 +191,10 @@ class DatasetWriter:
     ) -> None:
         """Record one result; a labelled image is copied into the dataset first."""
         if status == "labeled":
-            _copy_atomic(
-                planned.file.location,
-                self.output / planned.split / self.folders[name],
-                planned.file_name,
-            )
+            folder = self.output / planned.split / self.folders[name]
+            folder.mkdir(parents=True, exist_ok=True)
+            with atomic_write(folder / planned.file_name) as file:
+                sources.copy_into(planned.file.location, file)
         row = {
             "image": planned.key,
             "status": status,
@@ -233,6 +232,16 @@ class DatasetWriter:
         return sv.ClassificationDataset(
             classes=self.classes, images=images, annotations=annotations
         )
+
+
+def summarize(output_folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """A written dataset's counts by status, and its failed files with the reasons."""
+    rows = _read_manifest(Path(output_folder) / MANIFEST).values()
+    counts = Counter(r["status"] for r in rows)
+    return {
+        **{status: counts[status] for status in ("labeled", "unlabeled", "failed")},
+        "failures": [{"image": r["image"], "error": r["error"]} for r in rows if r["error"]],
+    }
 
 
 def class_folders(classes: Sequence[str]) -> dict[str, str]:
@@ -308,7 +317,7 @@ def _prepare_output(output: Path, *, overwrite: bool, resume: bool) -> dict[str,
     """Make the output folder ready; return the manifest rows of an earlier run to resume."""
     existing = output.is_dir() and any(output.iterdir())
     if existing and resume:
-        for leftover in output.glob("*/*/.partial-*"):  # from a run killed mid-copy
+        for leftover in output.glob(f"*/*/{PARTIAL_PREFIX}*"):  # from a run killed mid-copy
             leftover.unlink()
         return _read_manifest(output / MANIFEST)
     if existing and not overwrite:
@@ -334,26 +343,11 @@ def _read_manifest(path: Path) -> dict[str, dict[str, str]]:
     return {r["image"]: {c: r.get(c) or "" for c in COLUMNS} for r in rows}
 
 
-def _copy_atomic(location: str, folder: Path, file_name: str) -> None:
-    """Copy the original bytes; the file appears under its name only when complete."""
-    folder.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=".partial-")
-    os.close(descriptor)
-    try:
-        sources.copy_file(location, temporary)
-        os.replace(temporary, folder / file_name)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _rewrite_manifest(path: Path, rows: list[dict[str, str]]) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w", encoding="utf-8", newline="") as f:
+    with atomic_write(path, "w") as f:
         writer = csv.DictWriter(f, COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(temporary, path)
 
 
 def _log_summary(rows: Any, output: Path) -> None:

@@ -137,11 +137,11 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
     ) -> None:
         spec = ModelSpec(
             checkpoint=os.fspath(checkpoint),
-            weights=weights,
+            weights=None if weights is None else os.fspath(weights),
             precision=precision,
             batch_size=batch_size,
-            cache_dir=cache_dir,
-            prompt_templates=prompt_templates,
+            cache_dir=None if cache_dir is None else os.fspath(cache_dir),
+            prompt_templates=resolve_templates(prompt_templates),
             draft_decoding=draft_decoding,
         )
         chosen = select_device(device)
@@ -231,7 +231,7 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
         """
         spec = self._spec
         if prompt_templates is not KEEP:
-            spec = replace(spec, prompt_templates=prompt_templates)
+            spec = replace(spec, prompt_templates=resolve_templates(prompt_templates))
         if ontology is None:
             self._spec, self.ontology, self._head = spec, None, None
             return

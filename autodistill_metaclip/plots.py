@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from autodistill_metaclip.errors import ImageLoadError
+from autodistill_metaclip.files import atomic_write
 from autodistill_metaclip.images import load_image
 
 if TYPE_CHECKING:
@@ -98,7 +99,8 @@ def labelled_grid(
 def search_grid(hits: Sequence[Hit], *, query: str | None = None, columns: int = 4) -> Picture:
     """Search results, best first, with their cosine scores."""
     tiles = [
-        (hit.path, f"{i + 1}. {hit.score:.3f}  {hit.path.name[:18]}") for i, hit in enumerate(hits)
+        (hit.path, f"{i + 1}. {hit.score:.3f}  {PurePosixPath(str(hit.path)).name[:18]}")
+        for i, hit in enumerate(hits)
     ]
     return image_grid(tiles, columns=columns, title=f"Search: {query}" if query else None)
 
@@ -128,10 +130,10 @@ def cluster_sheet(clustering: Clustering, *, per_cluster: int = 6) -> Picture:
 
 
 def save(figure: Figure, path: str | os.PathLike[str], *, dpi: int = 100) -> Path:
-    """Write ``figure`` as a PNG of exactly figure-size x ``dpi`` pixels."""
-    target = Path(path)
-    figure.savefig(target, dpi=dpi, format="png")
-    return target
+    """Write ``figure`` as a PNG of exactly figure-size x ``dpi`` pixels, atomically."""
+    with atomic_write(path) as file:
+        figure.savefig(file, dpi=dpi, format="png")
+    return Path(path)
 
 
 def _show(ax: Any, image: Any) -> None:

@@ -22,7 +22,7 @@ import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 from PIL import Image
 
@@ -121,13 +121,13 @@ def read_bytes(location: str, limit: int = MAX_FILE_BYTES) -> bytes:
     return data
 
 
-def copy_file(location: str, destination: str | os.PathLike[str]) -> None:
-    """Copy a listed file's bytes to a local path."""
-    if not is_uri(location):
-        shutil.copyfile(location, destination)
+def copy_into(location: str, destination: IO[bytes]) -> None:
+    """Copy a listed file's bytes into an open file."""
+    if is_uri(location):
+        destination.write(read_bytes(location))
         return
-    with open(destination, "wb") as out:
-        out.write(read_bytes(location))
+    with open(location, "rb") as source:
+        shutil.copyfileobj(source, destination)
 
 
 def _list_local(
@@ -185,7 +185,7 @@ def _list_remote(
         found.append(
             SourceFile(
                 path.removeprefix(prefix),
-                filesystem.unstrip_protocol(path),
+                join(uri, path.removeprefix(prefix)),
                 f"{info.get('size')}:{changed}",
             )
         )

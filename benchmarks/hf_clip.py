@@ -125,8 +125,8 @@ def convert_state_dict(
     return {k: v.detach().clone().contiguous() for k, v in out.items()}
 
 
-def hf_clip(model: torch.nn.Module, architecture: str) -> Any:
-    """A ``transformers.CLIPModel`` (fp32, eval mode) with ``model``'s weights."""
+def hf_clip(model: open_clip.CLIP, architecture: str) -> Any:
+    """A ``transformers.CLIPModel`` (fp32, eval mode) with ``model``'s weights, on its device."""
     transformers = require_transformers()
     config = hf_config(architecture)
     hf = transformers.CLIPModel(config).eval()
@@ -139,7 +139,7 @@ def hf_clip(model: torch.nn.Module, architecture: str) -> Any:
     missing = [k for k in missing if not k.endswith("position_ids")]  # index buffers
     if missing or unexpected:
         raise ValueError(f"conversion: missing {missing}, unexpected {unexpected}")
-    return hf
+    return hf.to(next(model.parameters()).device)
 
 
 def hf_tokenizer(directory: Path, context_length: int = 77) -> Any:
@@ -180,7 +180,7 @@ def hf_image_processor(architecture: str) -> Any:
 
 @torch.inference_mode()
 def check_conversion(
-    model: torch.nn.Module,
+    model: open_clip.CLIP,
     preprocess: Any,
     hf: Any,
     tokenizer: Any,
@@ -196,22 +196,24 @@ def check_conversion(
     tokenizer gives open_clip's ids; ``own_preprocessing_image_cosine`` lets each library decode
     and preprocess the files itself (open_clip's transform vs ``CLIPImageProcessor``).
     """
+    device = next(model.parameters()).device
     pils = [Image.open(p).convert("RGB") for p in images]
-    pixels = torch.stack([preprocess(im) for im in pils])
+    pixels = torch.stack([preprocess(im) for im in pils]).to(device)
     open_clip_tokens = open_clip.get_tokenizer(architecture)(texts)
     encoded = tokenizer(texts, padding=True, return_tensors="pt")
-    ids = encoded["input_ids"]
-    lengths = encoded["attention_mask"].sum(1).tolist()
+    ids, mask = encoded["input_ids"], encoded["attention_mask"]
+    lengths = mask.sum(1).tolist()
     same_ids = all(
         ids[i, :n].tolist() == open_clip_tokens[i, :n].tolist()
         and not open_clip_tokens[i, n:].any()
         for i, n in enumerate(lengths)
     )
     image = F.normalize(model.encode_image(pixels), dim=-1)
-    text = F.normalize(model.encode_text(open_clip_tokens), dim=-1)
-    out = hf(pixel_values=pixels, input_ids=ids, attention_mask=encoded["attention_mask"])
-    hf_pixels = processor(images=pils, return_tensors="pt")["pixel_values"]
-    own = hf(pixel_values=hf_pixels, input_ids=ids, attention_mask=encoded["attention_mask"])
+    text = F.normalize(model.encode_text(open_clip_tokens.to(device)), dim=-1)
+    ids, mask = ids.to(device), mask.to(device)
+    out = hf(pixel_values=pixels, input_ids=ids, attention_mask=mask)
+    hf_pixels = processor(images=pils, return_tensors="pt")["pixel_values"].to(device)
+    own = hf(pixel_values=hf_pixels, input_ids=ids, attention_mask=mask)
     return {
         "image_cosine": float((image * out.image_embeds).sum(-1).min()),
         "text_cosine": float((text * out.text_embeds).sum(-1).min()),

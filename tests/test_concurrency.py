@@ -38,16 +38,19 @@ LABEL = """
 import itertools, os, signal, sys
 from autodistill.detection import CaptionOntology
 from autodistill_metaclip import MetaCLIP, synthetic
+# A pytest started in the background (as CI or `cmd &` does) passes SIGINT on as ignored, and
+# Python then installs no handler: restore Ctrl-C's behaviour whatever started this process.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 model = MetaCLIP(CaptionOntology(synthetic.caption_ontology()), checkpoint="demo", batch_size=8)
 # A real SIGINT, as Ctrl-C sends, raised when the 300th image is being decoded: it lands in the
 # main thread wherever it happens to be (encoding, copying, writing the manifest).
 loaded = itertools.count()
-decode = model.encoder.pixels
+decode = model._encoder.pixels
 def pixels(source):
     if next(loaded) == 300:
         os.kill(os.getpid(), signal.SIGINT)
     return decode(source)
-model.encoder.pixels = pixels
+model._encoder.pixels = pixels
 model.label(sys.argv[1], ".png", sys.argv[2], progress=False)
 """
 
@@ -80,13 +83,13 @@ def test_interrupted_label_leaves_no_partial_file_and_resumes(
         assert path.read_bytes() == (source / path.name).read_bytes()
 
     loaded: list[str] = []
-    original = demo_model.encoder.pixels
+    original = demo_model._encoder.pixels
 
     def recording(image):
         loaded.append(Path(image).name)
         return original(image)
 
-    monkeypatch.setattr(demo_model.encoder, "pixels", recording)
+    monkeypatch.setattr(demo_model._encoder, "pixels", recording)
     dataset = demo_model.label(source, ".png", output, resume=True, progress=False)
     assert not set(loaded) & done  # nothing already labelled was read or encoded again
     assert set(loaded) | done == {p.name for p in source.glob("*.png")}

@@ -72,10 +72,10 @@ def test_same_answers_as_label(demo_model: MetaCLIP, photos: Path, tmp_path: Pat
     assert sorted(r["key"] for r in table) == sorted(local)
     good = [r for r in table if r["status"] != "failed"]
     paths = [r["path"] for r in good]
-    probabilities = demo_model.head.probabilities(demo_model.embed_image(paths))
-    for row, expected in zip(good, probabilities, strict=True):
-        assert row["class"] == demo_model.head.classes[int(np.argmax(expected))]
-        assert abs(row["confidence"] - float(expected.max())) < 1e-5
+    expected = demo_model.predict(paths, confidence=0.0)
+    for row, result in zip(good, expected, strict=True):
+        assert row["class"] == demo_model.classes[result.class_id[0]]
+        assert abs(row["confidence"] - float(result.confidence[0])) < 1e-5
     np.testing.assert_allclose(
         np.array([r["embedding"] for r in good]), demo_model.embed_image(paths), atol=1e-5
     )
@@ -97,7 +97,7 @@ def test_embed_from_a_uri_source(demo_model: MetaCLIP, photos: Path, tmp_path: P
     assert run.counts == {"embedded": 96, "failed": 2}
     failed = {r["key"]: r["error"] for r in table if r["status"] == "failed"}
     assert set(failed) == {"broken.png", "empty.jpg"}
-    assert failed["broken.png"].startswith(f"'{photos / 'broken.png'}': not an image file")
+    assert failed["broken.png"].startswith(f"'{photos.as_uri()}/broken.png': not an image file")
     rows = [r for r in table if r["status"] == "embedded"]
     np.testing.assert_allclose(
         np.array([r["embedding"] for r in rows]),
@@ -111,7 +111,7 @@ def test_refusals(demo_model: MetaCLIP, photos: Path, tmp_path: Path) -> None:
     (tmp_path / "taken" / "old.parquet").write_text("x")
     with pytest.raises(FileExistsError, match="overwrite=True"):
         label_with_ray(demo_model, str(photos), str(tmp_path / "taken"))
-    with pytest.raises(ValueError, match="leave no CPU for decoding"):
+    with pytest.raises(ValueError, match="leave no CPU for Ray's other tasks"):
         label_with_ray(demo_model, str(photos), str(tmp_path / "out"), actors=2)
     with pytest.raises(ValueError, match="needs one"):
         label_with_ray(MetaCLIP(None, "demo"), str(photos), str(tmp_path / "out"))
@@ -134,14 +134,14 @@ def test_cli_ray(photos: Path, tmp_path: Path) -> None:
             "--json",
         ],
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # done, with two unreadable images
     data = json.loads(result.stdout)
     assert data["labeled"] + data["unlabeled"] == 90 and data["failed"] == 2
     assert (tmp_path / "ds-shards").is_dir() and (tmp_path / "ds" / "manifest.csv").is_file()
     result = CliRunner().invoke(
         main, ["embed", "-m", "demo", str(photos), "--ray", "-o", str(tmp_path / "emb"), "--json"]
     )
-    assert result.exit_code == 0 and json.loads(result.stdout)["embedded"] == 96  # recursive
+    assert result.exit_code == 3 and json.loads(result.stdout)["embedded"] == 96  # recursive
 
 
 def _scorers() -> list[psutil.Process]:

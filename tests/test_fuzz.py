@@ -72,5 +72,5 @@ def test_arrays(array: np.ndarray) -> None:
 def test_any_size_preprocesses_to_the_model_input(
     demo_model: MetaCLIP, width: int, height: int
 ) -> None:
-    pixels = demo_model.encoder.pixels(Image.new("RGB", (width, height), (9, 99, 199)))
+    pixels = demo_model._encoder.pixels(Image.new("RGB", (width, height), (9, 99, 199)))
     assert pixels.shape == (3, 32, 32) and torch.isfinite(pixels).all()

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from autodistill_metaclip.errors import ImageLoadError
-from autodistill_metaclip.images import find_images, load_image
+from autodistill_metaclip.images import load_image
 from tests.conftest import solid
 
 
@@ -114,25 +114,3 @@ def test_unreadable_input_names_itself(tmp_path: Path) -> None:
     path.write_text("hello, not an image")
     with pytest.raises(ImageLoadError, match=r"notes\.jpg.*not an image file \(looks like text\)"):
         load_image(path)
-
-
-def test_find_images_extensions_case_and_recursion(tmp_path: Path) -> None:
-    for name in ("a.jpg", "b.JPG", "c.png", "d.txt", "sub/e.jpeg", "sub/f.jpg"):
-        (tmp_path / name).parent.mkdir(exist_ok=True)
-        (tmp_path / name).write_bytes(b"x")
-    names = lambda paths: [p.relative_to(tmp_path).as_posix() for p in paths]  # noqa: E731
-    assert names(find_images(tmp_path, ".jpg")) == ["a.jpg", "b.JPG"]
-    assert names(find_images(tmp_path, ["jpg", ".PNG"])) == ["a.jpg", "b.JPG", "c.png"]
-    assert names(find_images(tmp_path, ".jpg", recursive=True)) == ["a.jpg", "b.JPG", "sub/f.jpg"]
-    assert names(find_images(tmp_path, None, recursive=True)) == [
-        "a.jpg",
-        "b.JPG",
-        "c.png",
-        "sub/e.jpeg",
-        "sub/f.jpg",
-    ]
-    assert names(find_images(tmp_path, None, recursive=True, exclude=tmp_path / "sub")) == [
-        "a.jpg",
-        "b.JPG",
-        "c.png",
-    ]

@@ -100,9 +100,9 @@ def test_update_embeds_only_new_and_changed(demo_model, tmp_path, monkeypatch) -
     synthetic.write_folder(tmp_path / "p", 10, seed=1)
     built = EmbeddingIndex.build(demo_model, tmp_path / "p", progress=False)
     loaded: list[str] = []
-    original = demo_model.encoder.pixels
+    original = demo_model._encoder.pixels
     monkeypatch.setattr(
-        demo_model.encoder,
+        demo_model._encoder,
         "pixels",
         lambda image: loaded.append(Path(image).name) or original(image),
     )
@@ -113,7 +113,8 @@ def test_update_embeds_only_new_and_changed(demo_model, tmp_path, monkeypatch) -
     synthetic.make_image("red", "triangle", seed=51).save(tmp_path / "p" / "new.png")
     (tmp_path / "p" / "broken.png").write_bytes(b"nope")
     counts = built.update(demo_model, progress=False)
-    assert counts == {"added": 2, "changed": 1, "removed": 1, "failed": 1}
+    # broken.png is counted once, as failed: not also as "added" (0.2.0 counted it twice)
+    assert counts == {"added": 1, "changed": 1, "removed": 1, "failed": 1}
     assert sorted(loaded) == sorted([files[1].name, "new.png", "broken.png"])
     assert len(built) == 10 and "broken.png" in built.failed
     row = built.keys.index(files[1].name)

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from tests.conftest import random_weights
 
@@ -122,11 +121,3 @@ def test_cached_weights_load_without_network(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "(512,)"
-
-
-def test_device_is_chosen_once_at_construction(demo_model) -> None:
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
-    if not torch.cuda.is_available() and torch.backends.mps.is_available():
-        expected = "mps"
-    assert demo_model.encoder.device.type == expected
-    assert next(demo_model.encoder.model.parameters()).device.type == expected

@@ -20,10 +20,12 @@ HELD_OUT = list(synthetic.samples(360, seed=77))
 
 
 def _mean_true_probability(model: MetaCLIP, attribute: str, options: list[str]) -> float:
-    assert model.head is not None
-    probabilities = model.head.probabilities(model.embed_image([s.image for s in HELD_OUT]))
-    truth = [options.index(getattr(s, attribute)) for s in HELD_OUT]
-    return float(probabilities[np.arange(len(HELD_OUT)), truth].mean())
+    predictions = model.iter_predictions([s.image for s in HELD_OUT], confidence=0.0)
+    true_probability = [
+        float(p.probabilities[list(p.class_ids).index(options.index(getattr(s, attribute)))])
+        for p, s in zip(predictions, HELD_OUT, strict=True)
+    ]
+    return float(np.mean(true_probability))
 
 
 def test_template_ensemble_is_the_normalised_mean(demo_model: MetaCLIP) -> None:
@@ -31,12 +33,14 @@ def test_template_ensemble_is_the_normalised_mean(demo_model: MetaCLIP) -> None:
     model = MetaCLIP({"red circle": "rc", "blue square": "bs"}, "demo", prompt_templates=templates)
     singles = demo_model.embed_text([t.replace("{}", "blue square") for t in templates])
     expected = singles.mean(axis=0) / np.linalg.norm(singles.mean(axis=0))
-    assert model.head is not None
-    np.testing.assert_allclose(model.head.prompt_embeddings[1], expected, atol=1e-6)
+    assert model._head is not None
+    np.testing.assert_allclose(model._head.prompt_embeddings[1], expected, atol=1e-6)
     one = MetaCLIP({"red circle": "rc"}, "demo", prompt_templates="a picture of a {}")
-    assert one.head is not None
+    assert one._head is not None
     np.testing.assert_allclose(
-        one.head.prompt_embeddings[0], demo_model.embed_text("a picture of a red circle"), atol=1e-6
+        one._head.prompt_embeddings[0],
+        demo_model.embed_text("a picture of a red circle"),
+        atol=1e-6,
     )
 
 
@@ -128,11 +132,11 @@ def test_captions_mix_into_the_prototype(demo_model: MetaCLIP) -> None:
     captions = {name: f"a photo of a {name}" for name in examples}
     mixed = MetaCLIP(ExampleOntology(examples, captions), "demo")
     images_only = MetaCLIP(ExampleOntology(examples), "demo")
-    assert mixed.head is not None and images_only.head is not None
+    assert mixed._head is not None and images_only._head is not None
     text = demo_model.embed_text(captions["red circle"])
-    expected = images_only.head.prompt_embeddings[0] + text
+    expected = images_only._head.prompt_embeddings[0] + text
     np.testing.assert_allclose(
-        mixed.head.prompt_embeddings[0], expected / np.linalg.norm(expected), atol=1e-6
+        mixed._head.prompt_embeddings[0], expected / np.linalg.norm(expected), atol=1e-6
     )
 
 

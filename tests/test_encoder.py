@@ -1,0 +1,65 @@
+"""The encoder: open_clip's exact preprocessing by default, draft decoding only when asked,
+devices and precisions validated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import pytest
+import torch
+from PIL import Image
+
+from autodistill_metaclip import MetaCLIP, synthetic
+from autodistill_metaclip.encoder import make_preprocessor, select_precision
+
+
+@pytest.fixture(scope="module")
+def large_jpeg(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 1600x1200 photo-like JPEG: at least 4x the demo model's 32 px input, so draft-able."""
+    path = tmp_path_factory.mktemp("jpeg") / "large.jpg"
+    image = synthetic.make_image("blue", "triangle", size=(1600, 1200), seed=3)
+    noise = np.random.default_rng(0).integers(0, 40, (1200, 1600, 3), dtype=np.uint8)
+    Image.fromarray(np.asarray(image) // 2 + noise).save(path, quality=90)
+    return path
+
+
+def test_default_preprocessing_is_open_clips_exactly(
+    large_jpeg: Path, tiny_config, tiny_weights
+) -> None:
+    architecture = tiny_config.stem
+    _, _, reference = open_clip.create_model_and_transforms(
+        architecture, pretrained=str(tiny_weights)
+    )
+    ours = make_preprocessor(architecture, {})
+    expected = reference(Image.open(large_jpeg))
+    assert torch.equal(ours(str(large_jpeg)), expected)
+    assert torch.equal(ours(large_jpeg.read_bytes()), expected)
+
+
+def test_draft_decoding_is_opt_in_close_but_not_exact(large_jpeg: Path) -> None:
+    exact = MetaCLIP(None, "demo")
+    draft = MetaCLIP(None, "demo", draft_decoding=True)
+    assert not exact.spec.draft_decoding and draft.spec.draft_decoding
+    a, b = exact.embed_image(large_jpeg), draft.embed_image(large_jpeg)
+    assert not np.array_equal(a, b)
+    assert float(a @ b) > 0.99
+    small = synthetic.make_image("red", "circle", size=(40, 40))  # too small to draft
+    np.testing.assert_array_equal(exact.embed_image(small), draft.embed_image(small))
+
+
+def test_precision_defaults_and_validation() -> None:
+    assert select_precision(None, torch.device("cpu")) == "fp32"
+    assert select_precision(None, torch.device("cuda")) == "fp16"
+    with pytest.raises(ValueError, match="precision: expected one of fp32, fp16, bf16"):
+        select_precision("fp8", torch.device("cpu"))
+
+
+def test_cpu_bf16_converts_the_weights_and_stays_close(demo_model: MetaCLIP) -> None:
+    bf16 = MetaCLIP(None, "demo", precision="bf16", device="cpu")
+    assert bf16.precision == "bf16"
+    assert bf16._encoder.model.visual.conv1.weight.dtype == torch.bfloat16
+    images = [s.image for s in synthetic.samples(8, seed=12)]
+    cosines = (bf16.embed_image(images) * demo_model.embed_image(images)).sum(axis=1)
+    assert cosines.min() > 0.99

@@ -1,0 +1,79 @@
+"""Weights files: found in the cache, vetted before open_clip sees them, refused with a reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from autodistill_metaclip import CheckpointError, MetaCLIP
+from autodistill_metaclip.checkpoints import resolve
+from autodistill_metaclip.weights import _cached, check_file
+
+
+class _Payload:
+    """Unpickling this runs code: it writes a canary file."""
+
+    def __init__(self, canary: Path) -> None:
+        self.canary = canary
+
+    def __reduce__(self):
+        return (exec, (f"open({str(self.canary)!r}, 'w').write('pwned')",))
+
+
+def test_pickle_that_runs_code_is_refused(tmp_path: Path) -> None:
+    canary = tmp_path / "canary.txt"
+    demo_weights = load_file(str(resolve("demo").weights_file))
+    malicious = tmp_path / "weights.pt"
+    torch.save({**demo_weights, "extra": _Payload(canary)}, malicious)
+    with pytest.raises(CheckpointError, match=r"refused .*would run code"):
+        MetaCLIP(None, checkpoint="demo", weights=malicious)
+    assert not canary.exists()
+
+
+def test_plain_pickle_weights_load(tmp_path: Path, demo_model: MetaCLIP) -> None:
+    plain = tmp_path / "weights.bin"
+    torch.save(load_file(str(resolve("demo").weights_file)), plain)
+    model = MetaCLIP(None, checkpoint="demo", weights=plain)
+    text = "a photo of a yellow triangle"
+    np.testing.assert_allclose(model.embed_text(text), demo_model.embed_text(text), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (lambda data: data[: len(data) // 2], "cannot read .*corrupt"),
+        (lambda data: b"not a weights file" * 50, "cannot read .*corrupt"),
+        (lambda data: b"", "cannot read"),
+    ],
+    ids=["truncated", "garbage", "empty"],
+)
+def test_corrupt_safetensors(tmp_path: Path, content, match) -> None:
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(content(resolve("demo").weights_file.read_bytes()))
+    with pytest.raises(CheckpointError, match=match):
+        MetaCLIP(None, checkpoint="demo", weights=broken)
+
+
+def test_mismatched_weights_file_is_a_clear_error(tiny_weights: Path) -> None:
+    with pytest.raises(CheckpointError, match="does not fit architecture 'metaclip-demo'"):
+        MetaCLIP(None, checkpoint="demo", weights=tiny_weights)
+
+
+def test_hub_cache_lookup_finds_a_cached_file_and_nothing_else(tmp_path: Path) -> None:
+    """The Hugging Face cache layout: models--org--name/snapshots/<rev>/<file>, refs/main."""
+    repo = tmp_path / "models--timm--vit_base_patch32_clip_224.metaclip_2pt5b"
+    snapshot = repo / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    weights = snapshot / "open_clip_pytorch_model.bin"
+    torch.save(load_file(str(resolve("demo").weights_file)), weights)
+    config = {"hf_hub": "timm/vit_base_patch32_clip_224.metaclip_2pt5b/"}
+    assert _cached(config, str(tmp_path)) == weights
+    check_file(weights)
+    assert _cached(config, str(tmp_path / "empty")) is None
+    assert _cached({"url": "https://example.com/w.pt"}, str(tmp_path)) is None
