@@ -21,11 +21,13 @@ if TYPE_CHECKING:
     from autodistill_metaclip.errors import (
         CheckpointError,
         ImageLoadError,
+        MetaCLIPWarning,
         WeightsUnavailableError,
     )
     from autodistill_metaclip.images import load_image
     from autodistill_metaclip.index import EmbeddingIndex
-    from autodistill_metaclip.model import MetaCLIP
+    from autodistill_metaclip.model import MetaCLIP, ModelSpec
+    from autodistill_metaclip.results import Embedding, Prediction
     from autodistill_metaclip.zeroshot import TEMPLATE_PRESETS, ExampleOntology
 
 _HOMES = {
@@ -36,10 +38,14 @@ _HOMES = {
     "list_checkpoints": "checkpoints",
     "CheckpointError": "errors",
     "ImageLoadError": "errors",
+    "MetaCLIPWarning": "errors",
     "WeightsUnavailableError": "errors",
     "load_image": "images",
     "EmbeddingIndex": "index",
     "MetaCLIP": "model",
+    "ModelSpec": "model",
+    "Embedding": "results",
+    "Prediction": "results",
     "TEMPLATE_PRESETS": "zeroshot",
     "ExampleOntology": "zeroshot",
 }
@@ -55,10 +61,14 @@ __all__ = [
     "TEMPLATE_PRESETS",
     "Checkpoint",
     "CheckpointError",
+    "Embedding",
     "EmbeddingIndex",
     "ExampleOntology",
     "ImageLoadError",
     "MetaCLIP",
+    "MetaCLIPWarning",
+    "ModelSpec",
+    "Prediction",
     "WeightsUnavailableError",
     "__version__",
     "get_checkpoint",

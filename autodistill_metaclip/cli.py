@@ -96,8 +96,10 @@ def _command(function: Callable[..., Any]) -> Callable[..., Any]:
             level=logging.INFO if verbose else logging.ERROR,
             format="%(levelname)s %(name)s: %(message)s",
         )
+        from autodistill_metaclip.errors import MetaCLIPWarning
+
         with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UserWarning)
+            warnings.simplefilter("always", MetaCLIPWarning)
             try:
                 data, text, failed = function(*args, **kwargs)
             except click.ClickException:
@@ -110,9 +112,7 @@ def _command(function: Callable[..., Any]) -> Callable[..., Any]:
                 sys.exit(1)
             finally:
                 for warning in caught:
-                    if issubclass(warning.category, UserWarning) and "autodistill" in str(
-                        warning.filename
-                    ) + str(warning.message):
+                    if issubclass(warning.category, MetaCLIPWarning):
                         click.echo(f"warning: {in_cli_terms(str(warning.message))}", err=True)
         click.echo(json.dumps(data, indent=2, default=str) if as_json else text)
         if failed:
@@ -195,19 +195,15 @@ _ray_options = _options(
 )
 
 
-_MODEL_KEYS = (
-    *("checkpoint", "weights", "device", "precision", "batch_size", "cache_dir"),
-    *("prompt_templates", "draft_decoding"),
-)
-
-
 def _spec(params: dict[str, Any], *, ontology: bool, default: Any = None) -> Any:
-    """Take the model options (and the classes) out of a command's parameters: the
-    ``ModelSpec`` they describe (``default``: checkpoint and weights when -m is not given)."""
+    """Take the model options (named as ``ModelSpec``'s fields) and the classes out of a
+    command's parameters: the spec they describe (``default``: checkpoint and weights when -m
+    is not given). ``device`` stays in ``params``: it is chosen where the model is built."""
+    from dataclasses import fields
+
     from autodistill_metaclip.model import ModelSpec
 
-    options = {key: params.pop(key) for key in _MODEL_KEYS}
-    params["device"] = options.pop("device")
+    options = {f.name: params.pop(f.name) for f in fields(ModelSpec) if f.name != "ontology"}
     templates = options.pop("prompt_templates")
     classes = None
     if ontology:
@@ -456,7 +452,7 @@ def embed(
             raise click.BadParameter(e.message, param_hint="'-o/--output'") from None
     import numpy as np
 
-    model = spec.build(params["device"])
+    model = spec.build(params.pop("device"))
     results = list(model.iter_embeddings(_expand(images)))
     inputs = [str(r.source) for r in results if r.error is None] + [f"text:{t}" for t in texts]
     vectors = [r.vector for r in results if r.vector is not None]
@@ -481,7 +477,7 @@ def embed(
     return data, text, len(errors)
 
 
-def _index_model(index_file: str, params: dict[str, Any]) -> Any:
+def _index_spec(index_file: str, params: dict[str, Any]) -> Any:
     """The model of -m/--weights, or by default the one that built ``index_file``."""
     from autodistill_metaclip.index import EmbeddingIndex
 
@@ -489,7 +485,7 @@ def _index_model(index_file: str, params: dict[str, Any]) -> Any:
     if Path(index_file).is_file():
         info = EmbeddingIndex.load(index_file).model_info
         made_by = info.get("spec", {"checkpoint": info["checkpoint"]})
-    return _spec(params, ontology=False, default=made_by).build(params.pop("device"))
+    return _spec(params, ontology=False, default=made_by)
 
 
 @main.command()
@@ -508,7 +504,8 @@ def index(folder: str, index_file: str, extension: tuple[str, ...], **params: An
     """
     from autodistill_metaclip.index import EmbeddingIndex
 
-    model, progress = _index_model(index_file, params), sys.stderr.isatty()
+    model = _index_spec(index_file, params).build(params.pop("device"))
+    progress = sys.stderr.isatty()
     built, counts = EmbeddingIndex.sync(
         model, folder, index_file, extensions=list(extension) or None, progress=progress, **params
     )
@@ -540,7 +537,7 @@ def search(
     """
     from autodistill_metaclip.index import EmbeddingIndex
 
-    model = _index_model(index_file, params)
+    model = _index_spec(index_file, params).build(params.pop("device"))
     hits = EmbeddingIndex.load(index_file, model).search(model, query, k=top, text=text or None)
     if grid:
         from autodistill_metaclip import plots
@@ -590,9 +587,8 @@ def cluster(index_file: str, names: tuple[str, ...], sheet: str | None, **params
     """
     from autodistill_metaclip.index import EmbeddingIndex
 
-    model = _index_model(index_file, params) if names else None
-    for key in (*_MODEL_KEYS, "device"):
-        params.pop(key, None)
+    spec, device = _index_spec(index_file, params), params.pop("device")
+    model = spec.build(device) if names else None
     loaded = EmbeddingIndex.load(index_file)
     result = loaded.clusters(names=list(names) or None, model=model, **params)
     if sheet:

@@ -17,3 +17,7 @@ class CheckpointError(ValueError):
 
 class WeightsUnavailableError(RuntimeError):
     """Pretrained weights are neither cached nor downloadable (e.g. no network)."""
+
+
+class MetaCLIPWarning(UserWarning):
+    """Something works, but probably not as meant (e.g. an ontology of one class)."""

@@ -22,7 +22,7 @@ from autodistill.core.embedding_model import EmbeddingModel
 
 from autodistill_metaclip.checkpoints import DEFAULT_CHECKPOINT, resolve
 from autodistill_metaclip.encoder import PRECISIONS, Encoder, select_device, select_precision
-from autodistill_metaclip.errors import ImageLoadError
+from autodistill_metaclip.errors import ImageLoadError, MetaCLIPWarning
 from autodistill_metaclip.images import ImageInput
 from autodistill_metaclip.pipeline import encode_images
 from autodistill_metaclip.results import Embedding, Prediction
@@ -248,7 +248,7 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
                 f"ontology: one class ({head.classes[0]!r}) scores 1.0 for every image, since "
                 "the softmax runs over the ontology's classes; add a second prompt such as "
                 "'a photo of something else' -> 'other'",
-                UserWarning,
+                MetaCLIPWarning,
                 stacklevel=2,
             )
         self._spec, self.ontology, self._head = spec, checked, head

@@ -1,14 +1,16 @@
-"""The examples run as shipped: the notebook top to bottom, and the scripts."""
+"""The examples run as shipped: the notebook top to bottom (in a kernel), and the scripts
+(in-process, as ``python script.py`` would run them: a new process would add nothing)."""
 
 from __future__ import annotations
 
 import re
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
 import nbclient
 import nbformat
+import pytest
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 
@@ -31,21 +33,26 @@ def test_notebook_runs_offline_top_to_bottom(tmp_path: Path) -> None:
     assert not [o for o in outputs if o.get("name") == "stderr"], "warnings in the notebook"
 
 
-def _run(script: str) -> str:
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / script)], capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """Run an example script as ``__main__`` in ``tmp_path``; return what it printed."""
+
+    def run_script(script: str) -> str:
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setattr(sys, "argv", [str(EXAMPLES / script)])
+        runpy.run_path(str(EXAMPLES / script), run_name="__main__")
+        return capsys.readouterr().out
+
+    return run_script
 
 
-def test_label_folder_example() -> None:
-    out = _run("label_folder.py")
+def test_label_folder_example(run) -> None:
+    out = run("label_folder.py")
     assert "60 images labelled" in out and "status: {'labeled': 60}" in out
 
 
-def test_search_example() -> None:
-    out = _run("search.py")
+def test_search_example(run) -> None:
+    out = run("search.py")
     top = re.findall(r"^\s+[\d.]+\s+(\S+)$", out, re.MULTILINE)[:5]
     assert all("yellow_triangle" in name for name in top)
     assert Path(re.search(r"result grid: (.+)", out)[1]).is_file()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
+import inspect
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,7 @@ from autodistill.detection import CaptionOntology
 from PIL import Image
 
 from autodistill_metaclip import ImageLoadError, MetaCLIP, synthetic
+from autodistill_metaclip.model import ModelSpec
 from tests.conftest import random_weights
 
 CAPTIONS = {
@@ -256,6 +259,18 @@ def test_models_are_hashable_and_compared_by_identity(demo_ontology) -> None:
     assert a != b and a == a
     assert len({a, b}) == 2
     assert "checkpoint='demo'" in repr(a)
+
+
+def test_the_spec_is_the_constructors_arguments() -> None:
+    """One list of options: every constructor option is a ModelSpec field (device apart), so a
+    spec always builds the same model; the CLI takes its model options from the same fields."""
+    parameters = set(inspect.signature(MetaCLIP.__init__).parameters) - {"self", "device"}
+    assert parameters == {f.name for f in dataclasses.fields(ModelSpec)}
+    model = MetaCLIP({"a": "a", "b": "b"}, "demo", batch_size=3, prompt_templates="a {}")
+    model.set_ontology({"x": "x", "y": "y"}, prompt_templates="openai")
+    rebuilt = model.spec.build()
+    assert (rebuilt.batch_size, rebuilt.classes) == (3, ["x", "y"])
+    assert rebuilt.prompt_templates == model.prompt_templates and len(model.prompt_templates) == 80
 
 
 def test_device_and_precision_are_validated() -> None:
