@@ -4,8 +4,10 @@ Each command is one library call with the same parameter names, plus rendering: 
 default, ``--json`` for scripts. Exit codes, the same for every command:
 
 - 0: done, every input was read;
-- 1: error, the command stopped (one line on stderr, ``-v`` for the traceback);
-- 2: bad usage (a missing or invalid argument or option);
+- 1: error: the command started and stopped (one line on stderr, ``-v`` for the traceback),
+  also for an option value that only the library can judge (an unknown checkpoint or template);
+- 2: bad usage, found before any work: an unknown option, a missing argument, a value of the
+  wrong type or range, an unreadable ``--ontology`` file, an output file's missing folder;
 - 3: done, but some inputs could not be read (each is listed; the others are in the output).
 """
 
@@ -53,19 +55,29 @@ _FLAGS = {
     "k": "-k",
     "actors": "--actors",
     "cpus_per_actor": "--cpus-per-actor",
-    "output": "the output",
+    "output": "the output (--shards, -o)",
+    "extensions": "-e/--extension",
+    "recursive": "--recursive/--no-recursive",
 }
 logger = logging.getLogger("autodistill_metaclip")
 
 
 def in_cli_terms(message: str) -> str:
-    """A library message with its Python argument names replaced by this command's flags."""
-    message = re.sub(r"\b(\w+)=(True\b|(?=[\s(]))", lambda m: _FLAGS.get(m[1], m[0]), message)
-    message = re.sub(
-        r"\b(\w+)='([^']*)'",
-        lambda m: f"{_FLAGS[m[1]].split('/')[-1]} {m[2]}" if m[1] in _FLAGS else m[0],
-        message,
-    )
+    """A library message with its Python argument names replaced by this command's flags:
+    ``name=True`` -> the flag, ``name='x'`` or ``name=x`` -> the flag and x, a leading
+    ``name:`` -> the flag."""
+
+    def flag(match: re.Match[str]) -> str:
+        name, value = match[1], match[2].strip("'")
+        if name not in _FLAGS:
+            return match[0]
+        if value in ("", "True"):
+            return _FLAGS[name]
+        if value == "False" and "/--no-" in _FLAGS[name]:
+            return _FLAGS[name].split("/")[-1]
+        return f"{_FLAGS[name].split('/')[-1]} {value}"
+
+    message = re.sub(r"\b(\w+)=('[^']*'|[^\s,;)]*)", flag, message)
     return re.sub(
         r"^(\w+(?:, \w+)*):",
         lambda m: ", ".join(_FLAGS.get(n, n) for n in m[1].split(", ")) + ":",
@@ -98,7 +110,7 @@ def _command(function: Callable[..., Any]) -> Callable[..., Any]:
         )
         from autodistill_metaclip.errors import MetaCLIPWarning
 
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught:  # ours shown; others with -v
             warnings.simplefilter("always", MetaCLIPWarning)
             try:
                 data, text, failed = function(*args, **kwargs)
@@ -112,7 +124,7 @@ def _command(function: Callable[..., Any]) -> Callable[..., Any]:
                 sys.exit(1)
             finally:
                 for warning in caught:
-                    if issubclass(warning.category, MetaCLIPWarning):
+                    if verbose or issubclass(warning.category, MetaCLIPWarning):
                         click.echo(f"warning: {in_cli_terms(str(warning.message))}", err=True)
         click.echo(json.dumps(data, indent=2, default=str) if as_json else text)
         if failed:
@@ -202,6 +214,7 @@ def _spec(params: dict[str, Any], *, ontology: bool, default: Any = None) -> Any
     from dataclasses import fields
 
     from autodistill_metaclip.model import ModelSpec
+    from autodistill_metaclip.zeroshot import resolve_templates
 
     options = {f.name: params.pop(f.name) for f in fields(ModelSpec) if f.name != "ontology"}
     templates = options.pop("prompt_templates")
@@ -209,9 +222,11 @@ def _spec(params: dict[str, Any], *, ontology: bool, default: Any = None) -> Any
     if ontology:
         names = (params.pop("classes"), params.pop("ontology_file"), params.pop("examples"))
         classes = _ontology(*names, templated=bool(templates))
-    if options["checkpoint"] is None:
-        options.update(default or {"checkpoint": DEFAULT_CHECKPOINT})
-    templates = (templates[0] if len(templates) == 1 else templates) or None
+    if options["checkpoint"] is None:  # --weights alone keeps its value
+        default = default or {"checkpoint": DEFAULT_CHECKPOINT}
+        options["checkpoint"] = default["checkpoint"]
+        options["weights"] = options["weights"] or default.get("weights")
+    templates = resolve_templates((templates[0] if len(templates) == 1 else templates) or None)
     return ModelSpec(ontology=classes, prompt_templates=templates, **options)
 
 
@@ -263,7 +278,7 @@ def _expand(inputs: tuple[str, ...]) -> list[str]:
 
     out: list[str] = []
     for item in inputs:
-        if Path(item).is_dir():
+        if sources.is_folder(item):
             found = [s.location for s in sources.list_images(item, None)]
             if not found:
                 raise click.UsageError(f"IMAGES: the folder {item!r} has no image files")
@@ -314,8 +329,8 @@ def predict(images: tuple[str, ...], top: int, plot: str | None, **params: Any) 
         top_k = zip(p.class_ids[:top], p.probabilities[:top], strict=True)
         ranked = [{"class": p.classes[i], "confidence": float(s)} for i, s in top_k]
         passed = ranked[: len(p.classifications)]
-        for r in ranked:
-            r["passed"] = r in passed
+        for position, r in enumerate(ranked):
+            r["passed"] = position < len(passed)
         row = {"image": str(p.source), "status": p.status, "predictions": passed, "top": ranked}
         rows.append(row)
         shown = [f"{r['class']} {r['confidence']:.3f}" for r in ranked]
@@ -328,11 +343,13 @@ def predict(images: tuple[str, ...], top: int, plot: str | None, **params: Any) 
 
 
 def _plot_predictions(predictions: list[Any], path: str) -> None:
+    import supervision as sv
+
     from autodistill_metaclip import plots
 
     if len(predictions) == 1 and predictions[0].error is None:
         p = predictions[0]
-        ranked = plots.sv.Classifications(class_id=p.class_ids, confidence=p.probabilities)
+        ranked = sv.Classifications(class_id=p.class_ids, confidence=p.probabilities)
         plots.save(plots.probability_chart(p.source, ranked, p.classes), path)
     else:
         tiles = [(p.source, p.best[0] if p.error is None else "-") for p in predictions]
@@ -441,7 +458,8 @@ def embed(
         if len(images) != 1 or texts or not output:
             raise click.UsageError("--ray embeds one folder or URI into -o OUTPUT, without --text")
         run = embed_with_ray(spec, images[0], output, **ray)
-        text = f"{run.counts} -> {output} (parquet: key, path, status, error, embedding)"
+        counts = ", ".join(f"{status} {n}" for status, n in sorted(run.counts.items()))
+        text = f"{counts} -> {output} (parquet: key, path, status, error, embedding)"
         return {"output": output, **run.counts}, text, run.counts.get("failed", 0)
     if not images and not texts:
         raise click.UsageError("give IMAGES and/or -t/--text to embed")
@@ -489,14 +507,15 @@ def _index_spec(index_file: str, params: dict[str, Any]) -> Any:
 
 
 @main.command()
-@click.argument("folder")
+@click.argument("input_folder")
 @click.argument("index_file", type=OutputFile(".npz"))
 @click.option("-e", "--extension", multiple=True, help="Only these suffixes [default: all].")
 @click.option("--recursive/--no-recursive", default=True, show_default=True)
 @_model_options
 @_command
-def index(folder: str, index_file: str, extension: tuple[str, ...], **params: Any) -> Any:
-    """Build an embedding index of FOLDER, or bring INDEX_FILE (built from FOLDER) up to date.
+def index(input_folder: str, index_file: str, extension: tuple[str, ...], **params: Any) -> Any:
+    """Build the embedding index of INPUT_FOLDER (a folder or URI), or bring INDEX_FILE (built
+    from INPUT_FOLDER) up to date.
 
     \b
     Example:
@@ -507,7 +526,12 @@ def index(folder: str, index_file: str, extension: tuple[str, ...], **params: An
     model = _index_spec(index_file, params).build(params.pop("device"))
     progress = sys.stderr.isatty()
     built, counts = EmbeddingIndex.sync(
-        model, folder, index_file, extensions=list(extension) or None, progress=progress, **params
+        model,
+        input_folder,
+        index_file,
+        extensions=list(extension) or None,
+        progress=progress,
+        **params,
     )
     text = (
         f"{len(built)} images in {index_file} ({', '.join(f'{k} {v}' for k, v in counts.items())})"
@@ -632,7 +656,7 @@ def list_checkpoints(markdown: bool) -> Any:
 
 @main.command()
 @click.argument("folder", default="metaclip-demo", type=click.Path(file_okay=False))
-def demo(folder: str) -> None:
+def demo(folder: str) -> None:  # prose output: no --json
     """Run the offline demo (predictions, embeddings, label()) on the bundled model in FOLDER
     (default: ./metaclip-demo). Running it again replaces what it wrote there.
 
@@ -642,4 +666,7 @@ def demo(folder: str) -> None:
     """
     from autodistill_metaclip.demo.tour import run
 
-    run(Path(folder))
+    try:
+        run(Path(folder))
+    except OSError as e:
+        raise click.ClickException(f"FOLDER: {e.strerror or e} ({e.filename or folder})") from e

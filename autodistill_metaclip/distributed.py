@@ -28,7 +28,13 @@ import numpy as np
 import torch
 
 from autodistill_metaclip import sources
-from autodistill_metaclip.labeling import DatasetWriter, Split, check_split, plan
+from autodistill_metaclip.labeling import (
+    DatasetWriter,
+    Split,
+    check_split,
+    plan,
+    refuse_existing,
+)
 from autodistill_metaclip.model import MetaCLIP, ModelSpec
 from autodistill_metaclip.zeroshot import as_ontology, check_confidence
 
@@ -91,6 +97,8 @@ def label_with_ray(
     spec = replace(spec, ontology=as_ontology(spec.ontology))
     threshold = check_confidence(confidence)
     fractions = check_split(split)
+    if dataset_folder is not None:
+        refuse_existing(Path(dataset_folder), overwrite=overwrite)
     files = sources.list_images(source, extensions, recursive=recursive, exclude=dataset_folder)
     run = _run(
         spec,

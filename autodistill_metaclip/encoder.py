@@ -28,7 +28,7 @@ from autodistill_metaclip.images import ImageInput, load_image
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-_MAX_ASPECT = 4.0
+_MAX_ASPECT = 16.0
 logger = logging.getLogger(__name__)
 
 
@@ -204,10 +204,11 @@ def _tokenizer(resolved: Resolved, cache_dir: str | None) -> Any:
 
 
 def _limit_aspect(image: Image.Image) -> Image.Image:
-    """Centre-crop extreme panoramas (> 4:1) before a shortest-side resize.
+    """Centre-crop extreme panoramas (> 16:1) before a shortest-side resize.
 
     Resize-shortest-then-centre-crop keeps only the central square anyway; cropping first
-    avoids allocating e.g. a 224 x 2,240,000 intermediate for a 1 x 10,000 image.
+    avoids allocating e.g. a 224 x 2,240,000 intermediate for a 1 x 10,000 image. Up to 16:1
+    the preprocessing is exactly open_clip's; beyond, pixels differ slightly (the resize grid).
     """
     width, height = image.size
     short, long = min(width, height), max(width, height)

@@ -160,13 +160,15 @@ class EmbeddingIndex:
             counts = {"added": len(index), "changed": 0, "removed": 0, "failed": len(index.failed)}
         else:
             index = cls.load(path, model)
+            built = index.options
             differences = [
-                f"{name} {theirs!r} (given: {ours!r})"
-                for name, theirs, ours in [
-                    ("folder", index.root, root),
-                    *((k, index.options.get(k), v) for k, v in options.items()),
+                f"{name}={theirs!r} (given: {ours!r})"
+                for name, theirs, ours, same in [
+                    ("input_folder", index.root, root, index.root == root),
+                    ("extensions", built["extensions"], extensions, _same_suffixes(built, options)),
+                    ("recursive", built["recursive"], recursive, built["recursive"] == recursive),
                 ]
-                if theirs != ours
+                if not same
             ]
             if differences:
                 raise ValueError(
@@ -406,6 +408,11 @@ def model_info(model: MetaCLIP) -> dict[str, Any]:
         "spec": {"checkpoint": spec.checkpoint, "weights": spec.weights},
         "probe": [round(float(v), 6) for v in model.embed_text(_PROBE)],
     }
+
+
+def _same_suffixes(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    normalise = sources.normalise_extensions
+    return normalise(a["extensions"]) == normalise(b["extensions"])
 
 
 def _is_text_query(query: Any) -> bool:

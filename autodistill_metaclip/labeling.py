@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -115,9 +116,11 @@ def label_folder(
     )
     todo = writer.todo
     with writer, tqdm(total=len(todo), desc="Labeling", unit="img", disable=not progress) as bar:
-        for prediction in model.iter_predictions([p.file.location for p in todo], threshold):
-            writer.record(todo[prediction.index], prediction)
-            bar.update()
+        predictions = model.iter_predictions([p.file.location for p in todo], threshold)
+        with closing(predictions):
+            for prediction in predictions:
+                writer.record(todo[prediction.index], prediction)
+                bar.update()
     return writer.dataset()
 
 
@@ -313,6 +316,15 @@ def plan(files: Sequence[SourceFile], fractions: Split, seed: int) -> list[Plann
     return [Planned(file, split_of[i], names[i]) for i, file in enumerate(files)]
 
 
+def refuse_existing(output: Path, *, overwrite: bool) -> None:
+    """Refuse a non-empty output folder unless ``overwrite`` (checked before any work)."""
+    if not overwrite and output.is_dir() and any(output.iterdir()):
+        raise FileExistsError(
+            f"output_folder: {str(output)!r} is not empty; pass overwrite=True to replace an "
+            "earlier dataset there, or resume=True to continue it"
+        )
+
+
 def _prepare_output(output: Path, *, overwrite: bool, resume: bool) -> dict[str, dict[str, str]]:
     """Make the output folder ready; return the manifest rows of an earlier run to resume."""
     existing = output.is_dir() and any(output.iterdir())
@@ -320,11 +332,7 @@ def _prepare_output(output: Path, *, overwrite: bool, resume: bool) -> dict[str,
         for leftover in output.glob(f"*/*/{PARTIAL_PREFIX}*"):  # from a run killed mid-copy
             leftover.unlink()
         return _read_manifest(output / MANIFEST)
-    if existing and not overwrite:
-        raise FileExistsError(
-            f"output_folder: {str(output)!r} is not empty; pass overwrite=True to replace an "
-            "earlier dataset there, or resume=True to continue it"
-        )
+    refuse_existing(output, overwrite=overwrite)
     for name in (*SPLITS, MANIFEST):
         target = output / name
         if target.is_dir() and not target.is_symlink():

@@ -10,7 +10,8 @@ from __future__ import annotations
 import enum
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, overload
 
@@ -19,10 +20,11 @@ import supervision as sv
 import torch
 from autodistill.classification import ClassificationBaseModel
 from autodistill.core.embedding_model import EmbeddingModel
+from PIL import Image
 
 from autodistill_metaclip.checkpoints import DEFAULT_CHECKPOINT, resolve
 from autodistill_metaclip.encoder import PRECISIONS, Encoder, select_device, select_precision
-from autodistill_metaclip.errors import ImageLoadError, MetaCLIPWarning
+from autodistill_metaclip.errors import MetaCLIPWarning
 from autodistill_metaclip.images import ImageInput
 from autodistill_metaclip.pipeline import encode_images
 from autodistill_metaclip.results import Embedding, Prediction
@@ -170,8 +172,8 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
 
     @property
     def spec(self) -> ModelSpec:
-        """How to build this same model elsewhere (a Ray actor): read from its current state."""
-        return replace(self._spec, ontology=self.ontology)
+        """How to build this same model elsewhere (a Ray actor): its current state."""
+        return self._spec
 
     @property
     def batch_size(self) -> int:
@@ -229,65 +231,69 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
         Its prompts (or example images) are embedded once, here. Predictions already being
         streamed keep the classes they started with (each :class:`Prediction` names them).
         """
-        spec = self._spec
+        templates = self.prompt_templates
         if prompt_templates is not KEEP:
-            spec = replace(spec, prompt_templates=resolve_templates(prompt_templates))
-        if ontology is None:
-            self._spec, self.ontology, self._head = spec, None, None
-            return
-        checked = as_ontology(ontology)
-        head = build_head(
-            checked,
-            embed_texts=self._encoder.encode_texts,
-            embed_images=self.embed_image,
-            logit_scale=self._encoder.logit_scale,
-            templates=spec.prompt_templates,
-        )
-        if len(set(head.classes)) == 1:
+            templates = resolve_templates(prompt_templates)
+        checked: Ontology | None = None
+        head: ZeroShotHead | None = None
+        if ontology is not None:
+            checked = as_ontology(ontology)
+            head = build_head(
+                checked,
+                embed_texts=self._encoder.encode_texts,
+                embed_images=self.embed_image,
+                logit_scale=self._encoder.logit_scale,
+                templates=templates,
+            )
+            self._warn_if_one_class(head.classes)
+        # One assignment of the spec (read again here: batch_size may have changed meanwhile).
+        self._spec = replace(self._spec, ontology=checked, prompt_templates=templates)
+        self.ontology, self._head = checked, head
+
+    @staticmethod
+    def _warn_if_one_class(classes: list[str]) -> None:
+        if len(set(classes)) == 1:
             warnings.warn(
-                f"ontology: one class ({head.classes[0]!r}) scores 1.0 for every image, since "
+                f"ontology: one class ({classes[0]!r}) scores 1.0 for every image, since "
                 "the softmax runs over the ontology's classes; add a second prompt such as "
                 "'a photo of something else' -> 'other'",
                 MetaCLIPWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-        self._spec, self.ontology, self._head = spec, checked, head
 
-    def iter_embeddings(self, inputs: Iterable[Any]) -> Iterator[Embedding]:
+    def iter_embeddings(self, inputs: Iterable[Any]) -> Generator[Embedding, None, None]:
         """Embed images lazily, in batches, yielding one :class:`Embedding` per input, in order.
 
-        Never raises for a bad image: its ``error`` says why. Inputs are read from any iterable
-        (a generator too) at most two batches ahead, so memory does not grow with their number.
+        Never raises for a bad input: its ``error`` says why (an unreadable image, or an object
+        that is no image at all). Inputs are read from any iterable (a generator too) at most two
+        batches ahead, so memory does not grow with their number. Close the stream (or use
+        ``contextlib.closing``) to stop early and release its threads at once.
         """
+        if isinstance(inputs, str | bytes | os.PathLike | np.ndarray | Image.Image):
+            raise TypeError(
+                "inputs: expected an iterable of images (a list, tuple or generator), but got "
+                f"a single {type(inputs).__name__}; wrap it in a list, or use predict/embed_image"
+            )
         return encode_images(self._encoder, inputs, batch_size=self.batch_size)
 
     def iter_predictions(
         self, inputs: Iterable[Any], confidence: float = 0.5
-    ) -> Iterator[Prediction]:
+    ) -> Generator[Prediction, None, None]:
         """Classify images lazily, yielding one :class:`Prediction` per input, in order.
 
         Like :meth:`iter_embeddings`, a bad image gives a prediction with ``error`` set.
         """
         threshold = check_confidence(confidence)
         head = self._require_head("iter_predictions()")
-        return self._predictions(head, inputs, threshold)
+        return self._predictions(head, self.iter_embeddings(inputs), threshold)
 
+    @staticmethod
     def _predictions(
-        self, head: ZeroShotHead, inputs: Iterable[Any], threshold: float
-    ) -> Iterator[Prediction]:
+        head: ZeroShotHead, embeddings: Generator[Embedding, None, None], threshold: float
+    ) -> Generator[Prediction, None, None]:
         empty = np.zeros(0, np.int64)
-        for item in self.iter_embeddings(inputs):
-            if item.vector is None:
-                yield Prediction(
-                    item.index, item.source, head.classes, empty, empty.astype(np.float32),
-                    threshold, error=item.error,
-                )  # fmt: skip
-                continue
-            ids, probabilities = head.rank(item.vector[None])
-            yield Prediction(
-                item.index, item.source, head.classes, ids[0], probabilities[0], threshold,
-                embedding=item.vector,
-            )  # fmt: skip
+        with closing(embeddings):
+            yield from (_predicted(head, item, threshold, empty) for item in embeddings)
 
     @overload
     def predict(self, input: ImageInput, confidence: float = 0.5) -> sv.Classifications: ...
@@ -303,8 +309,8 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
         Strict: an unreadable image raises :class:`ImageLoadError` (for a list, naming its
         position); use :meth:`iter_predictions` to go on past bad images.
         """
-        predictions = self.iter_predictions(_as_list(input), confidence)
-        results = [_strict(p, input).classifications for p in predictions]
+        predictions = _strict(self.iter_predictions(_as_list(input), confidence), input)
+        results = [p.classifications for p in predictions]
         return results if _is_batch(input) else results[0]
 
     def embed_image(self, input: Any) -> np.ndarray:
@@ -312,7 +318,7 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
 
         Strict, like :meth:`predict`; :meth:`iter_embeddings` is the lenient stream.
         """
-        vectors = [_strict(e, input).vector for e in self.iter_embeddings(_as_list(input))]
+        vectors = [e.vector for e in _strict(self.iter_embeddings(_as_list(input)), input)]
         if not _is_batch(input):
             return vectors[0]
         return np.array(vectors, np.float32).reshape(len(vectors), self.dim)
@@ -357,7 +363,6 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
         """
         from autodistill_metaclip.labeling import label_folder
 
-        self._require_head("label()")
         return label_folder(
             self,
             input_folder,
@@ -381,13 +386,34 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
         return self._head
 
 
-def _strict(result: Any, given: Any) -> Any:
-    """A stream result, or its error raised (naming the position when ``given`` is a list)."""
-    if result.error is None:
-        return result
-    if not _is_batch(given):
-        raise result.error
-    raise ImageLoadError(f"input[{result.index}]: {result.error}") from result.error
+def _predicted(
+    head: ZeroShotHead, item: Embedding, threshold: float, empty: np.ndarray
+) -> Prediction:
+    if item.vector is None:
+        return Prediction(
+            item.index, item.source, head.classes, empty, empty.astype(np.float32), threshold,
+            error=item.error,
+        )  # fmt: skip
+    ids, probabilities = head.rank(item.vector[None])
+    return Prediction(
+        item.index, item.source, head.classes, ids[0], probabilities[0], threshold,
+        embedding=item.vector,
+    )  # fmt: skip
+
+
+def _strict(stream: Generator[Any, None, None], given: Any) -> list[Any]:
+    """Every result of a stream, or the first error raised (naming its position when ``given``
+    is a list); the stream is closed either way, so no thread goes on decoding."""
+    with closing(stream):
+        results = []
+        for result in stream:
+            if result.error is not None:
+                if not _is_batch(given):
+                    raise result.error
+                error = result.error
+                raise type(error)(f"input[{result.index}]: {error}") from error
+            results.append(result)
+    return results
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from typing import Any, TypeVar
 
 import torch
@@ -30,38 +31,40 @@ def encode_images(
     *,
     batch_size: int,
     workers: int = DEFAULT_WORKERS,
-) -> Iterator[Embedding]:
+) -> Generator[Embedding, None, None]:
     """Embed images in batches of ``batch_size`` readable images, yielding in input order.
 
-    Unreadable inputs are yielded with their :class:`ImageLoadError` instead of raising.
+    Inputs that cannot be read (:class:`ImageLoadError`) or are no image at all (``TypeError``)
+    are yielded with that error instead of raising. A run of bad inputs with no readable one
+    before it is yielded at once, not held until a batch fills.
     """
 
-    def prepare(source: Any) -> torch.Tensor | ImageLoadError:
+    def prepare(source: Any) -> torch.Tensor | Exception:
         try:
             return encoder.pixels(source)
-        except ImageLoadError as e:
+        except (ImageLoadError, TypeError) as e:
             return e
 
-    pending: list[tuple[int, Any, torch.Tensor | ImageLoadError]] = []
+    pending: list[tuple[int, Any, torch.Tensor | Exception]] = []
     readable = 0
-    for index, (source, result) in enumerate(
-        prefetch(prepare, sources, workers=workers, depth=2 * batch_size)
-    ):
-        pending.append((index, source, result))
-        readable += isinstance(result, torch.Tensor)
-        if readable == batch_size:
-            yield from _flush(encoder, pending)
-            pending, readable = [], 0
-    yield from _flush(encoder, pending)
+    prepared = prefetch(prepare, sources, workers=workers, depth=2 * batch_size)
+    with closing(prepared):
+        for index, (source, result) in enumerate(prepared):
+            pending.append((index, source, result))
+            readable += isinstance(result, torch.Tensor)
+            if readable == batch_size or not readable:
+                yield from _flush(encoder, pending)
+                pending, readable = [], 0
+        yield from _flush(encoder, pending)
 
 
 def _flush(
-    encoder: Encoder, pending: list[tuple[int, Any, torch.Tensor | ImageLoadError]]
+    encoder: Encoder, pending: list[tuple[int, Any, torch.Tensor | Exception]]
 ) -> Iterator[Embedding]:
     tensors = [r for _, _, r in pending if isinstance(r, torch.Tensor)]
     embeddings = iter(encoder.encode_pixels(torch.stack(tensors)) if tensors else [])
     for index, source, result in pending:
-        if isinstance(result, ImageLoadError):
+        if isinstance(result, Exception):
             yield Embedding(index, source, error=result)
         else:
             yield Embedding(index, source, vector=next(embeddings))
@@ -69,7 +72,7 @@ def _flush(
 
 def prefetch(
     fn: Callable[[T], R], items: Iterable[T], *, workers: int, depth: int
-) -> Iterator[tuple[T, R]]:
+) -> Generator[tuple[T, R], None, None]:
     """``(item, fn(item))`` in order, computed by ``workers`` threads at most ``depth`` ahead.
 
     Stopping early (an exception, ``KeyboardInterrupt`` or closing the generator) cancels the

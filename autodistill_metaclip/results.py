@@ -6,14 +6,12 @@ These types (and the :class:`Classifier` protocol) are all that the layers above
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import supervision as sv
-
-from autodistill_metaclip.errors import ImageLoadError
 
 
 @dataclass(frozen=True)
@@ -24,13 +22,14 @@ class Embedding:
         index: The input's position in the stream.
         source: The input as given.
         vector: ``(D,)`` float32, L2-normalised; ``None`` if the input failed.
-        error: The reason it failed, else ``None``.
+        error: Why it failed (``ImageLoadError``, or ``TypeError`` for an object that is no
+            image), else ``None``.
     """
 
     index: int
     source: Any
     vector: np.ndarray | None = None
-    error: ImageLoadError | None = None
+    error: Exception | None = None
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,7 @@ class Prediction:
         probabilities: The probability of each of ``class_ids``; they sum to 1.
         threshold: The ``confidence`` the stream was called with.
         embedding: The image embedding the scores come from.
-        error: The reason the input failed (then the arrays are empty), else ``None``.
+        error: Why the input failed (then the arrays are empty), else ``None``.
     """
 
     index: int
@@ -55,7 +54,7 @@ class Prediction:
     probabilities: np.ndarray
     threshold: float
     embedding: np.ndarray | None = None
-    error: ImageLoadError | None = None
+    error: Exception | None = None
 
     @property
     def classifications(self) -> sv.Classifications:
@@ -88,4 +87,4 @@ class Classifier(Protocol):
 
     def iter_predictions(
         self, inputs: Iterable[Any], confidence: float = 0.5
-    ) -> Iterator[Prediction]: ...
+    ) -> Generator[Prediction, None, None]: ...

@@ -59,6 +59,20 @@ def is_uri(location: Any) -> bool:
     )
 
 
+def is_folder(location: str | os.PathLike[str]) -> bool:
+    """Whether a local path or a filesystem URI names a folder."""
+    location = os.fspath(location)
+    if not is_uri(location):
+        return Path(location).is_dir()
+    from fsspec.core import url_to_fs
+
+    try:
+        filesystem, path = url_to_fs(location)
+        return bool(filesystem.isdir(path))
+    except (ImportError, OSError, ValueError):
+        return False
+
+
 def join(root: str | os.PathLike[str], key: str) -> str:
     """The location of ``key`` under a listed folder or URI."""
     root = os.fspath(root)
@@ -79,7 +93,7 @@ def list_images(
         extensions: Suffixes such as ``".jpg"`` (case-insensitive, dot optional); ``None``
             means every suffix Pillow can open.
         recursive: Also list subfolders (local symlinked folders are not followed).
-        exclude: A folder to skip entirely, e.g. an output folder inside ``root``.
+        exclude: A local folder to skip entirely, e.g. an output folder inside ``root``.
 
     Every matching local name is listed, even a broken symlink or a directory called ``x.jpg``:
     the reader reports it as unreadable rather than it silently going missing.
@@ -87,7 +101,7 @@ def list_images(
     wanted = normalise_extensions(extensions)
     location = os.fspath(root)
     if is_uri(location):
-        return _list_remote(location, wanted, recursive, exclude)
+        return _list_remote(location, wanted, recursive)
     return _list_local(Path(location), wanted, recursive, exclude)
 
 
@@ -161,9 +175,7 @@ def _stamp(path: Path) -> str:
     return f"{info.st_size}:{info.st_mtime_ns}"
 
 
-def _list_remote(
-    uri: str, wanted: frozenset[str], recursive: bool, exclude: str | os.PathLike[str] | None
-) -> list[SourceFile]:
+def _list_remote(uri: str, wanted: frozenset[str], recursive: bool) -> list[SourceFile]:
     from fsspec.core import url_to_fs
 
     try:
@@ -176,10 +188,9 @@ def _list_remote(
     except OSError as e:
         raise ValueError(f"input_folder: cannot list {uri!r} ({type(e).__name__}: {e})") from e
     prefix = base.rstrip("/") + "/"
-    skip = None if exclude is None else url_to_fs(os.fspath(exclude))[1].rstrip("/") + "/"
     found = []
     for path, info in listing.items():
-        if (skip and path.startswith(skip)) or PurePosixPath(path).suffix.lower() not in wanted:
+        if PurePosixPath(path).suffix.lower() not in wanted:
             continue
         changed = next((info[k] for k in _CHANGE_KEYS if k in info), "")
         found.append(

@@ -217,10 +217,11 @@ def test_index_refuses_another_folder_and_other_options(photos: Path, tmp_path: 
     before = index_file.read_bytes()
     code, _, err = run("index", "-m", "demo", other, index_file)
     assert code == 1 and "INDEX_FILE" in err and str(photos) in err and str(other) in err
+    assert "INPUT_FOLDER" in err and "input_folder" not in err
     code, _, err = run("index", "-m", "demo", photos, index_file, "-e", ".jpg")
-    assert code == 1 and "extensions" in err
+    assert code == 1 and "--extension" in err and "extensions=" not in err
     code, _, err = run("index", "-m", "demo", photos, index_file, "--no-recursive")
-    assert code == 1 and "recursive" in err
+    assert code == 1 and "--recursive" in err and "recursive=" not in err
     assert index_file.read_bytes() == before
 
 
@@ -333,3 +334,41 @@ def test_demo_keeps_its_output_and_runs_again(tmp_path: Path) -> None:
 def test_python_dash_m_entry_point(tmp_path: Path) -> None:
     done = _python("-m", "autodistill_metaclip", "checkpoints", cwd=tmp_path)
     assert done.returncode == 0 and "b32-fullcc" in done.stdout
+
+
+def test_weights_are_not_dropped_for_the_index_default(photos: Path, tmp_path: Path) -> None:
+    index_file = tmp_path / "photos.npz"
+    run("index", "-m", "demo", photos, index_file)
+    code, _, err = run("search", index_file, "a red circle", "--weights", tmp_path / "none.pt")
+    assert code == 1 and "none.pt" in err
+
+
+def test_index_accepts_the_same_suffixes_written_differently(photos: Path, tmp_path: Path) -> None:
+    index_file = tmp_path / "photos.npz"
+    assert run("index", "-m", "demo", photos, index_file, "-e", "png")[0] == 0
+    code, out, _ = run("index", "-m", "demo", photos, index_file, "-e", ".PNG", "--json")
+    assert code == 0 and json.loads(out)["added"] == 0
+
+
+def test_demo_in_an_impossible_folder_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file.txt").write_text("x")
+    code, _, err = run("demo", tmp_path / "file.txt" / "demo")
+    assert code == 1 and err.count("\n") == 1 and "FOLDER" in err and "Traceback" not in err
+
+
+def test_predict_and_embed_expand_uri_folders(tmp_path: Path) -> None:
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    for i, sample in enumerate(synthetic.samples(3, seed=8)):
+        with fs.open(f"memory://cli-photos/{i}.png", "wb") as f:
+            sample.image.save(f, format="PNG")
+    try:
+        code, out, _ = run("predict", "-m", "demo", "memory://cli-photos", *CLASSES, "--json")
+        assert code == 0 and [r["image"] for r in json.loads(out)] == [
+            f"memory://cli-photos/{i}.png" for i in range(3)
+        ]
+        code, out, _ = run("embed", "-m", "demo", "memory://cli-photos", "--json")
+        assert code == 0 and len(json.loads(out)["embeddings"]) == 3
+    finally:
+        fs.rm("/cli-photos", recursive=True)

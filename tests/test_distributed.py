@@ -111,6 +111,11 @@ def test_refusals(demo_model: MetaCLIP, photos: Path, tmp_path: Path) -> None:
     (tmp_path / "taken" / "old.parquet").write_text("x")
     with pytest.raises(FileExistsError, match="overwrite=True"):
         label_with_ray(demo_model, str(photos), str(tmp_path / "taken"))
+    with pytest.raises(FileExistsError, match=r"output_folder: .*taken.* is not empty"):
+        label_with_ray(
+            demo_model, str(photos), str(tmp_path / "shards"), dataset_folder=tmp_path / "taken"
+        )
+    assert not (tmp_path / "shards").exists()  # refused before any work
     with pytest.raises(ValueError, match="leave no CPU for Ray's other tasks"):
         label_with_ray(demo_model, str(photos), str(tmp_path / "out"), actors=2)
     with pytest.raises(ValueError, match="needs one"):

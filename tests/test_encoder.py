@@ -63,3 +63,18 @@ def test_cpu_bf16_converts_the_weights_and_stays_close(demo_model: MetaCLIP) -> 
     images = [s.image for s in synthetic.samples(8, seed=12)]
     cosines = (bf16.embed_image(images) * demo_model.embed_image(images)).sum(axis=1)
     assert cosines.min() > 0.99
+
+
+@pytest.mark.parametrize("size", [(1600, 100), (100, 1500), (10000, 1)])
+def test_panoramas_up_to_16_to_1_are_exact_and_beyond_bounded(size, tiny_config, tiny_weights):
+    architecture = tiny_config.stem
+    _, _, reference = open_clip.create_model_and_transforms(
+        architecture, pretrained=str(tiny_weights)
+    )
+    image = Image.fromarray(
+        np.random.default_rng(1).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    )
+    ours = make_preprocessor(architecture, {})(image)
+    assert ours.shape == (3, 32, 32)
+    if max(size) <= 16 * min(size):
+        assert torch.equal(ours, reference(image))

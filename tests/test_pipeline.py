@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,3 +94,47 @@ def test_batch_size_changes_reach_the_spec(demo_model: MetaCLIP) -> None:
             demo_model.batch_size = 0
     finally:
         demo_model.batch_size = 32
+
+
+def test_a_single_input_is_not_taken_for_a_stream(demo_model: MetaCLIP) -> None:
+    for single in (
+        "photo.png",
+        b"\x89PNG",
+        np.zeros((5, 40, 3), np.uint8),
+        Image.new("RGB", (4, 4)),
+    ):
+        with pytest.raises(TypeError, match="inputs: expected an iterable of images"):
+            demo_model.iter_embeddings(single)
+
+
+def test_an_input_of_the_wrong_type_is_one_error_not_the_end(demo_model: MetaCLIP) -> None:
+    images = [s.image for s in synthetic.samples(2, seed=5)]
+    results = list(demo_model.iter_predictions([images[0], None, images[1]]))
+    assert [r.status for r in results] == ["labeled", "failed", "labeled"]
+    assert isinstance(results[1].error, TypeError) and "NoneType" in str(results[1].error)
+    with pytest.raises(TypeError, match=r"input\[1\]: .*NoneType"):
+        demo_model.predict([images[0], None])
+
+
+def test_bad_inputs_come_out_without_waiting_for_a_full_batch(
+    demo_model: MetaCLIP, tmp_path: Path
+) -> None:
+    pulled = itertools.count()
+
+    def inputs() -> Iterator[object]:
+        for i in itertools.count():
+            next(pulled)
+            yield tmp_path / f"missing-{i}.png"  # nothing readable, ever
+
+    stream = demo_model.iter_embeddings(inputs())
+    first = [next(stream) for _ in range(3)]
+    assert all(isinstance(e.error, ImageLoadError) for e in first)
+    assert next(pulled) <= 3 + 2 * demo_model.batch_size + 1
+    stream.close()
+
+
+def test_a_failing_strict_call_leaves_no_thread_decoding(demo_model: MetaCLIP, tmp_path: Path):
+    images = [s.image for s in synthetic.samples(40, seed=2)]
+    with pytest.raises(ImageLoadError):
+        demo_model.embed_image([tmp_path / "missing.png", *images])
+    assert not [t for t in threading.enumerate() if t.name.startswith("metaclip-load")]

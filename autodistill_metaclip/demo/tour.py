@@ -39,8 +39,9 @@ def run(workdir: Path) -> None:
 
     output = workdir / "labeled"
     dataset = model.label(workdir / "images", ".jpg", output, progress=False, overwrite=True)
+    names = {path.name: label for path, label in images.items()}  # other files: not counted
     right = sum(
-        classes[dataset.annotations[p].class_id[0]] == images[workdir / "images" / Path(p).name]
+        classes[dataset.annotations[p].class_id[0]] == names.get(Path(p).name)
         for p in dataset.image_paths
     )
     labelled = f"{len(dataset)} of {len(images)} images labelled, {right} correctly"
