@@ -44,6 +44,9 @@ _FLAGS = {
     "ontology": "the classes (-c/--ontology/--examples)",
     "confidence": "--confidence",
     "split": "--split",
+    "layout": "--layout",
+    "near_duplicates": "--near-duplicates",
+    "seed": "--seed",
     "extension": "-e/--extension",
     "overwrite": "--overwrite",
     "resume": "--resume",
@@ -364,6 +367,11 @@ def _plot_predictions(predictions: list[Any], path: str) -> None:
 @click.option("--confidence", type=click.FloatRange(0, 1), default=0.5, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--split", type=float, nargs=3, default=(0.7, 0.15, 0.15), show_default=True)
+@click.option("--layout", type=click.Choice(["valid", "val"]), default="valid", show_default=True)
+@click.option(
+    "--near-duplicates", type=click.FloatRange(0, 1, min_open=True), default=0.98,
+    show_default=True, help="Cosine above which images of a class share a split.",
+)  # fmt: skip
 @click.option("-r", "--recursive", is_flag=True, help="Include subfolders.")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier dataset in OUTPUT_FOLDER.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run.")

@@ -28,14 +28,9 @@ import numpy as np
 import torch
 
 from autodistill_metaclip import sources
-from autodistill_metaclip.labeling import (
-    DatasetWriter,
-    Split,
-    check_split,
-    plan,
-    refuse_existing,
-)
+from autodistill_metaclip.labeling import DatasetFolder, refuse_existing, run_settings
 from autodistill_metaclip.model import MetaCLIP, ModelSpec
+from autodistill_metaclip.splits import Split, check_split, check_threshold
 from autodistill_metaclip.zeroshot import as_ontology, check_confidence
 
 if TYPE_CHECKING:
@@ -70,6 +65,8 @@ def label_with_ray(
     dataset_folder: str | os.PathLike[str] | None = None,
     seed: int = 0,
     split: Split = (0.7, 0.15, 0.15),
+    layout: str = "valid",
+    near_duplicates: float | None = 0.98,
     overwrite: bool = False,
 ) -> RayRun:
     """Classify every image under ``source`` on a Ray cluster.
@@ -88,7 +85,8 @@ def label_with_ray(
         address: Ray cluster address; ``None`` joins or starts a local Ray. Used only when this
             process has not called ``ray.init`` already.
         dataset_folder: If given, also write ``label()``'s dataset and manifest there.
-        seed, split: The train/valid/test split of ``dataset_folder``, as in ``label()``.
+        seed, split, layout, near_duplicates: The split and layout of ``dataset_folder``, as in
+            ``label()`` (the run then keeps embeddings in the shards too).
         overwrite: Replace earlier results in ``output`` and ``dataset_folder``.
     """
     spec = _spec(model, batch_size)
@@ -96,7 +94,17 @@ def label_with_ray(
         raise ValueError("ontology: labelling needs one, but the model has ontology=None")
     spec = replace(spec, ontology=as_ontology(spec.ontology))
     threshold = check_confidence(confidence)
-    fractions = check_split(split)
+    settings = run_settings(
+        spec,
+        source,
+        extensions,
+        confidence=threshold,
+        seed=seed,
+        split=check_split(split),
+        layout=layout,
+        near_duplicates=check_threshold(near_duplicates),
+        recursive=recursive,
+    )
     if dataset_folder is not None:
         refuse_existing(Path(dataset_folder), overwrite=overwrite)
     files = sources.list_images(source, extensions, recursive=recursive, exclude=dataset_folder)
@@ -105,7 +113,7 @@ def label_with_ray(
         files,
         output,
         confidence=threshold,
-        embeddings=embeddings,
+        embeddings=embeddings or dataset_folder is not None,
         actors=actors,
         cpus_per_actor=cpus_per_actor,
         address=address,
@@ -113,7 +121,8 @@ def label_with_ray(
     )
     if dataset_folder is None:
         return run
-    dataset = _assemble(spec, files, output, Path(dataset_folder), fractions, seed, overwrite)
+    classes = list(spec.ontology.classes())
+    dataset = _assemble(files, output, Path(dataset_folder), settings, classes, overwrite)
     return RayRun(run.output, run.counts, dataset)
 
 
@@ -277,22 +286,26 @@ class _Scorer:
 
 
 def _assemble(
-    spec: ModelSpec,
     files: list[sources.SourceFile],
     output: str,
     folder: Path,
-    fractions: Split,
-    seed: int,
+    settings: dict[str, Any],
+    classes: list[str],
     overwrite: bool,
 ) -> sv.ClassificationDataset:
-    """Write ``label()``'s folder dataset and manifest from a run's shards (on the driver)."""
-    rows = read_results(output, ["key", "status", "class", "confidence", "error"]).to_pylist()
-    classes = list(spec.ontology.classes())
-    writer = DatasetWriter(folder, plan(files, fractions, seed), classes, overwrite=overwrite)
-    by_key = {r["key"]: r for r in rows}
-    with writer:
-        for item in writer.todo:
-            row = by_key[item.key]
-            probability = None if row["status"] == "failed" else float(row["confidence"])
-            writer.write(item, row["status"], row["class"] or "", probability, row["error"] or "")
-    return writer.dataset()
+    """Write ``label()``'s folder dataset from a run's shards (on the driver)."""
+    columns = ["key", "status", "class", "confidence", "error", "embedding"]
+    by_key = {r["key"]: r for r in read_results(output, columns).to_pylist()}
+    with DatasetFolder(folder, settings, classes, overwrite=overwrite) as dataset:
+        for file in dataset.todo(files):
+            row = by_key[file.key]
+            failed = row["status"] == "failed"
+            dataset.add(
+                file,
+                row["status"],
+                row["class"] or "",
+                None if failed else float(row["confidence"]),
+                row["error"] or "",
+                None if failed else np.asarray(row["embedding"], np.float32),
+            )
+        return dataset.write(files)

@@ -19,6 +19,7 @@ import io
 import logging
 import os
 import stat
+import struct
 import time
 from typing import IO, Any, TypeAlias
 
@@ -162,7 +163,7 @@ def _download(url: str) -> bytes:
 def _decode(file: IO[bytes], name: str, draft_size: int | None) -> Image.Image:
     """Decode fully (so truncation is caught here, not later) and return upright RGB."""
     try:
-        image = Image.open(file)
+        image = _open(file, name)
     except UnidentifiedImageError:
         raise ImageLoadError(f"{name}: not an image file ({_sniff(file)})") from None
     except Image.DecompressionBombError as e:
@@ -184,6 +185,30 @@ def _decode(file: IO[bytes], name: str, draft_size: int | None) -> Image.Image:
             f"{name}: corrupt or truncated image data ({type(e).__name__}: {e})"
         ) from None
     return _upright_rgb(image, name)
+
+
+def _open(file: IO[bytes], name: str) -> Image.Image:
+    """``Image.open(file, formats=IMAGE_FORMATS)``, done with Pillow's own registry of decoders.
+
+    Not through ``PIL.Image.open`` itself: other packages replace it (ultralytics' version, on
+    any file Pillow cannot identify, runs pip to install a HEIF plugin), and our inputs are
+    untrusted. Mirrors Pillow's own loop: each allowed format's ``accept`` check on the first
+    16 bytes, then its decoder.
+    """
+    Image.init()
+    prefix = file.read(16)
+    for kind in sources.IMAGE_FORMATS:
+        factory, accept = Image.OPEN.get(kind, (None, None))
+        try:
+            if factory is None or (accept is not None and accept(prefix) is not True):
+                continue
+            file.seek(0)
+            image = factory(file, name)
+        except (SyntaxError, IndexError, TypeError, struct.error):
+            continue  # what Pillow itself skips on to the next format
+        Image._decompression_bomb_check(image.size)
+        return image
+    raise UnidentifiedImageError(name)
 
 
 def _sniff(file: IO[bytes]) -> str:

@@ -1,65 +1,71 @@
-"""Folder -> classification dataset: plan, label in batches, copy, and keep a manifest.
+"""Folder -> classification dataset that every folder reader numbers the same way.
 
-Layout written (the one ``sv.ClassificationDataset.from_folder_structure`` loads)::
+Layout written (``layout="val"`` names the middle split ``val``, as ultralytics and ImageNet do)::
 
     output_folder/
-      manifest.csv                 image,status,class,confidence,split,error (one row per file)
-      train/<class>/<image>        original bytes, never re-encoded
+      classes.txt                  the classes, in the order folder readers number them
+      manifest.csv                 image,status,class,confidence,split,error,stamp: a row a file
+      train/<class>/<image>        every class has its folder in every split, empty ones too
       valid/<class>/<image>
       test/<class>/<image>
+      .autodistill-metaclip/       this tool's state: run.json, the lock, what it wrote, embeddings
 
-The split is fixed before labelling (a seeded shuffle of every file found), so it is the same
-for the same seed and files. Images are copied atomically and the manifest is appended as the
-run goes, so an interrupted run leaves no half-written image and ``resume=True`` picks it up.
+A run has three phases:
+
+1. **record** (the part that resumes): each image is predicted once; its manifest row is
+   appended, and the embedding of a labelled image kept (in chunks, written atomically);
+2. **split**: stratified by predicted class, near-duplicates kept in one split
+   (:mod:`autodistill_metaclip.splits`), from the embeddings: seeded and deterministic;
+3. **layout**: the class folders, the copies (original bytes, written atomically), the
+   manifest and ``classes.txt``, and the removal of copies this tool wrote that are no longer
+   planned.
+
+``resume=True`` continues a run only with the same settings (``run.json``; otherwise refused,
+naming each difference), redoing only new, changed, failed or invalid rows; removed inputs leave
+the dataset. ``overwrite=True`` deletes only what this tool wrote and refuses a folder whose
+split folders hold anything else. One process at a time holds an output folder (a lock file).
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
+import math
 import os
 import re
 import shutil
 from collections import Counter
+from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any
 
 import numpy as np
 import supervision as sv
 from tqdm.auto import tqdm
 
-from autodistill_metaclip import sources
+from autodistill_metaclip import sources, splits
 from autodistill_metaclip.files import PARTIAL_PREFIX, atomic_write
 from autodistill_metaclip.results import Classifier, Prediction
 from autodistill_metaclip.sources import SourceFile
-from autodistill_metaclip.zeroshot import check_confidence
+from autodistill_metaclip.splits import Split, check_split
+from autodistill_metaclip.zeroshot import check_confidence, ontology_identity
 
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-Split: TypeAlias = tuple[float, float, float]
-SPLITS = ("train", "valid", "test")
+LAYOUTS = {"valid": ("train", "valid", "test"), "val": ("train", "val", "test")}
 MANIFEST = "manifest.csv"
-COLUMNS = ("image", "status", "class", "confidence", "split", "error")
+CLASSES_FILE = "classes.txt"
+STATE = ".autodistill-metaclip"
+COLUMNS = ("image", "status", "class", "confidence", "split", "error", "stamp")
+STATUSES = ("labeled", "unlabeled", "failed")
+_CHUNK = 256  # predictions recorded together: at most this many are redone after a kill
+_LEFTOVER = re.compile(rf"^{re.escape(PARTIAL_PREFIX)}[0-9a-f]{{16}}-")
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
 _RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$", re.IGNORECASE)
 logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Planned:
-    """Where one input file goes if it gets a class."""
-
-    file: SourceFile
-    split: str
-    file_name: str
-
-    @property
-    def key(self) -> str:
-        """The file's path relative to the input folder: the manifest's ``image``."""
-        return self.file.key
+__all__ = ["DatasetFolder", "Split", "check_split", "label_folder", "run_settings", "summarize"]
 
 
 def label_folder(
@@ -71,6 +77,8 @@ def label_folder(
     confidence: float = 0.5,
     seed: int = 0,
     split: Split = (0.7, 0.15, 0.15),
+    layout: str = "valid",
+    near_duplicates: float | None = 0.98,
     recursive: bool = False,
     overwrite: bool = False,
     resume: bool = False,
@@ -79,7 +87,7 @@ def label_folder(
     """Label every image in ``input_folder`` and write a classification dataset.
 
     Args:
-        model: A model with an ontology (``MetaCLIP``): only its ``classes`` and
+        model: A model with an ontology (``MetaCLIP``): its ``classes``, ``spec`` and
             ``iter_predictions`` are used.
         input_folder: Folder to label, or a filesystem URI (``s3://bucket/photos``, see
             :mod:`autodistill_metaclip.sources`); never modified.
@@ -88,40 +96,77 @@ def label_folder(
         output_folder: A local folder; defaults to ``<input_folder>_labeled`` for a local
             input. May sit inside ``input_folder`` (it is not scanned) but must not contain it.
         confidence: Minimum probability of the top class; below it the image is "unlabeled".
-        seed: Seed of the train/valid/test shuffle.
-        split: Fractions for train, valid and test, summing to 1.
+        seed: Seed of the split.
+        split: Fractions for train, valid and test, summing to 1; kept per class.
+        layout: ``"valid"`` (autodistill's split names) or ``"val"`` (ultralytics, ImageNet).
+        near_duplicates: Images of one class at least this cosine-similar share a split;
+            ``None`` turns the grouping off.
         recursive: Also label images in subfolders.
-        overwrite: Replace the dataset folders and manifest of an earlier run.
-        resume: Continue an interrupted run from its manifest; images already labelled or
-            unlabelled are not encoded again, failed ones are retried.
+        overwrite: Replace what an earlier run of this tool wrote in ``output_folder``.
+        resume: Continue an earlier run with the same settings: only new, changed and failed
+            images are predicted; removed ones leave the dataset.
         progress: Show a progress bar.
 
     Returns:
-        Every labelled image (this run's and resumed ones) as a ``sv.ClassificationDataset``
-        whose paths point into ``output_folder``.
+        Every labelled image as a ``sv.ClassificationDataset`` whose paths point into
+        ``output_folder`` and whose classes are in the order folder readers give them
+        (sorted folder names; also in ``classes.txt``): each class once.
     """
     classes = model.classes
     if not classes:
         raise ValueError("ontology: label() needs one, but this model has ontology=None")
-    threshold = check_confidence(confidence)
-    fractions = check_split(split)
+    settings = run_settings(
+        model.spec,
+        input_folder,
+        extension,
+        confidence=check_confidence(confidence),
+        seed=seed,
+        split=check_split(split),
+        layout=layout,
+        near_duplicates=splits.check_threshold(near_duplicates),
+        recursive=recursive,
+    )
     source_root = os.fspath(input_folder)
     output = _output_folder(source_root, output_folder)
     if overwrite and resume:
         raise ValueError("overwrite, resume: expected at most one of them, but got both")
-
     files = sources.list_images(source_root, extension, recursive=recursive, exclude=output)
-    writer = DatasetWriter(
-        output, plan(files, fractions, seed), classes, overwrite=overwrite, resume=resume
-    )
-    todo = writer.todo
-    with writer, tqdm(total=len(todo), desc="Labeling", unit="img", disable=not progress) as bar:
-        predictions = model.iter_predictions([p.file.location for p in todo], threshold)
-        with closing(predictions):
+    with DatasetFolder(output, settings, classes, overwrite=overwrite, resume=resume) as folder:
+        todo = folder.todo(files)
+        if len(todo) < len(files):
+            logger.info(
+                "resuming: %d of %d images already done", len(files) - len(todo), len(files)
+            )
+        predictions = model.iter_predictions([f.location for f in todo], settings["confidence"])
+        bar = tqdm(total=len(todo), desc="Labeling", unit="img", disable=not progress)
+        with bar, closing(predictions):
             for prediction in predictions:
-                writer.record(todo[prediction.index], prediction)
+                folder.record(todo[prediction.index], prediction)
                 bar.update()
-    return writer.dataset()
+        return folder.write(files)
+
+
+def run_settings(spec: Any, input_folder: Any, extension: Any, **options: Any) -> dict[str, Any]:
+    """Everything that makes a run the same run (compared on ``resume``): the model's
+    ``spec``, the input, and ``label()``'s options (checked)."""
+    from autodistill_metaclip import __version__
+
+    location = os.fspath(input_folder)
+    if options["layout"] not in LAYOUTS:
+        raise ValueError(
+            f"layout: expected one of {', '.join(LAYOUTS)}, but got {options['layout']!r}"
+        )
+    return {
+        "version": __version__,
+        "input_folder": location if sources.is_uri(location) else os.path.abspath(location),
+        "extensions": sorted(sources.normalise_extensions(extension)),
+        "checkpoint": spec.checkpoint,
+        "weights": spec.weights,
+        "prompt_templates": list(spec.prompt_templates or []),
+        "ontology": ontology_identity(spec.ontology),
+        **options,
+        "split": list(options["split"]),
+    }
 
 
 def _output_folder(source_root: str, output_folder: str | os.PathLike[str] | None) -> Path:
@@ -145,95 +190,281 @@ def _output_folder(source_root: str, output_folder: str | os.PathLike[str] | Non
     return output
 
 
-class DatasetWriter:
-    """Writes a ``label()`` dataset as results arrive, in any order.
+@dataclass
+class _Pending:
+    rows: list[dict[str, str]]
+    keys: list[str]
+    vectors: list[np.ndarray]
 
-    Labelled images are copied atomically (the original bytes) into ``split/class/``, and every
-    result is appended to the manifest at once, so that an interrupted run can be resumed. On a
-    clean exit the manifest is rewritten in plan order.
+
+class DatasetFolder:
+    """One output folder of ``label()``: its state, its lock, its three phases.
+
+    Use as a context manager (it holds the lock inside), :meth:`todo` -> :meth:`record` (or
+    :meth:`add`) for each result -> :meth:`write`.
     """
 
     def __init__(
         self,
         output: Path,
-        planned: list[Planned],
+        settings: dict[str, Any],
         classes: Sequence[str],
         *,
         overwrite: bool = False,
         resume: bool = False,
     ) -> None:
-        self.output, self.plan, self.classes = output, planned, list(classes)
-        self.folders = class_folders(classes)
-        done = _prepare_output(output, overwrite=overwrite, resume=resume)
-        self.rows = {k: r for k, r in done.items() if r.get("status") in ("labeled", "unlabeled")}
-        self.todo = [p for p in planned if p.key not in self.rows]
-        if done:
-            logger.info("resuming: %d of %d images already done", len(self.rows), len(planned))
+        self.output, self.state = output, output / STATE
+        self.settings, self.classes = settings, list(dict.fromkeys(classes))
+        self.folders = class_folders(self.classes)
+        self.splits = LAYOUTS[settings["layout"]]
+        self.overwrite, self.resume = overwrite, resume
+        self.rows: dict[str, dict[str, str]] = {}
+        self.vectors: dict[str, np.ndarray] = {}
+        self.fresh: set[str] = set()  # keys predicted by this run: their copies are redone
+        self._pending = _Pending([], [], [])
 
-    def __enter__(self) -> DatasetWriter:
-        self._file = open(self.output / MANIFEST, "a", encoding="utf-8", newline="")
-        self._csv = csv.DictWriter(self._file, COLUMNS)
-        if self._file.tell() == 0:
-            self._csv.writeheader()
+    def __enter__(self) -> DatasetFolder:
+        existing = self.output.is_dir() and any(self.output.iterdir())
+        ours = (self.state / "run.json").is_file()
+        if existing and not (self.overwrite or self.resume):
+            refuse_existing(self.output, overwrite=False)
+        if existing and self.resume and not ours:
+            raise FileExistsError(
+                f"output_folder: {str(self.output)!r} holds no run of this tool to resume; "
+                "choose another output_folder"
+            )
+        self.state.mkdir(parents=True, exist_ok=True)
+        self._lock = _acquire(self.state / "lock", self.output)
+        try:
+            if existing and self.resume:
+                self._check_same_run()
+                self._load()
+            elif existing:
+                self._clear()
+            with atomic_write(self.state / "run.json", "w") as f:
+                json.dump({"tool": "autodistill-metaclip", "settings": self.settings}, f, indent=1)
+        except BaseException:
+            self._lock.unlink(missing_ok=True)
+            raise
         return self
 
-    def record(self, planned: Planned, prediction: Prediction) -> None:
-        """Record one prediction of ``planned``'s file."""
-        if prediction.error is not None:
-            self.write(planned, "failed", error=str(prediction.error))
-        else:
-            self.write(planned, prediction.status, *prediction.best)
+    def __exit__(self, *_: Any) -> None:
+        self._lock.unlink(missing_ok=True)
 
-    def write(
+    # phase 1: record -------------------------------------------------------------------
+
+    def todo(self, files: Sequence[SourceFile]) -> list[SourceFile]:
+        """The files to predict: new, changed (another stamp), failed, or labelled without a
+        kept embedding. Rows of files no longer listed are dropped."""
+        listed = {f.key for f in files}
+        self.rows = {k: r for k, r in self.rows.items() if k in listed}
+        return [f for f in files if not self._done(f)]
+
+    def _done(self, file: SourceFile) -> bool:
+        row = self.rows.get(file.key)
+        if row is None or row["stamp"] != file.stamp or row["status"] == "failed":
+            return False
+        return row["status"] == "unlabeled" or file.key in self.vectors
+
+    def record(self, file: SourceFile, prediction: Prediction) -> None:
+        """Keep one prediction of ``file`` (appended to disk in chunks)."""
+        if prediction.error is not None:
+            self.add(file, "failed", error=str(prediction.error))
+        else:
+            name, probability = prediction.best
+            self.add(file, prediction.status, name, probability, vector=prediction.embedding)
+
+    def add(
         self,
-        planned: Planned,
+        file: SourceFile,
         status: str,
         name: str = "",
         probability: float | None = None,
         error: str = "",
+        vector: np.ndarray | None = None,
     ) -> None:
-        """Record one result; a labelled image is copied into the dataset first."""
-        if status == "labeled":
-            folder = self.output / planned.split / self.folders[name]
-            folder.mkdir(parents=True, exist_ok=True)
-            with atomic_write(folder / planned.file_name) as file:
-                sources.copy_into(planned.file.location, file)
+        """Keep one result (``status`` one of :data:`STATUSES`)."""
         row = {
-            "image": planned.key,
+            "image": file.key,
             "status": status,
             "class": name,
             "confidence": "" if probability is None else f"{probability:.6f}",
-            "split": planned.split if status == "labeled" else "",
+            "split": "",
             "error": error,
+            "stamp": file.stamp,
         }
-        self.rows[planned.key] = row
-        self._csv.writerow(row)
-        self._file.flush()
+        self.rows[file.key] = row
+        self.fresh.add(file.key)
+        self._pending.rows.append(row)
+        if status == "labeled" and vector is not None:
+            self.vectors[file.key] = vector
+            self._pending.keys.append(file.key)
+            self._pending.vectors.append(vector)
+        if len(self._pending.rows) >= _CHUNK:
+            self._flush()
 
-    def __exit__(self, error_type: Any, *_: Any) -> None:
-        self._file.close()
-        if error_type is None:
-            _rewrite_manifest(
-                self.output / MANIFEST, [self.rows[p.key] for p in self.plan if p.key in self.rows]
-            )
-            _log_summary(self.rows.values(), self.output)
+    def _flush(self) -> None:
+        """Embeddings first, then their rows: a row on disk always has its embedding."""
+        pending, self._pending = self._pending, _Pending([], [], [])
+        if pending.keys:
+            chunks = self.state / "embeddings"
+            chunks.mkdir(exist_ok=True)
+            number = len(list(chunks.glob("chunk-*.npz")))
+            with atomic_write(chunks / f"chunk-{number:06d}.npz") as f:
+                np.savez(
+                    f, keys=np.array(pending.keys, dtype=str), vectors=np.array(pending.vectors)
+                )
+        if pending.rows:
+            manifest = self.output / MANIFEST
+            new = not manifest.exists()
+            with open(manifest, "a", encoding="utf-8", newline="") as f:
+                writer = csv.DictWriter(f, COLUMNS)
+                if new:
+                    writer.writeheader()
+                writer.writerows(pending.rows)
 
-    def dataset(self) -> sv.ClassificationDataset:
-        """Every labelled image in the output, as a supervision dataset."""
-        by_key = {p.key: p for p in self.plan}
-        images, annotations = [], {}
+    # phases 2 and 3: split and layout --------------------------------------------------
+
+    def write(self, files: Sequence[SourceFile]) -> sv.ClassificationDataset:
+        """Decide the splits, write the folders, copies, manifest and class list."""
+        self._flush()
+        names = file_names([f.key for f in files])
+        by_key = {f.key: f for f in files}
+        labelled = sorted(k for k, r in self.rows.items() if r["status"] == "labeled")
+        chosen = splits.assign(
+            [self.rows[k]["class"] for k in labelled],
+            np.array([self.vectors[k] for k in labelled] or np.zeros((0, 1)), np.float32),
+            check_split(self.settings["split"]),
+            seed=self.settings["seed"],
+            threshold=self.settings["near_duplicates"],
+        )
+        planned = {}
+        for key, index in zip(labelled, chosen, strict=True):
+            row = self.rows[key]
+            row["split"] = self.splits[index]
+            planned[f"{row['split']}/{self.folders[row['class']]}/{names[key]}"] = key
         for row in self.rows.values():
-            planned = by_key.get(row["image"])
-            if row["status"] != "labeled" or planned is None or row["class"] not in self.folders:
-                continue
-            path = str(self.output / row["split"] / self.folders[row["class"]] / planned.file_name)
-            images.append(path)
-            annotations[path] = sv.Classifications(
-                class_id=np.array([self.classes.index(row["class"])]),
-                confidence=np.array([float(row["confidence"])], dtype=np.float32),
-            )
+            if row["status"] != "labeled":
+                row["split"] = ""
+        self._write_copies(planned, by_key)
+        ordered = sorted(self.classes, key=lambda c: self.folders[c])
+        with atomic_write(self.output / MANIFEST, "w") as f:
+            writer = csv.DictWriter(f, COLUMNS)
+            writer.writeheader()
+            writer.writerows(self.rows[f.key] for f in files if f.key in self.rows)
+        with atomic_write(self.output / CLASSES_FILE, "w") as f:
+            f.write("".join(f"{name}\n" for name in ordered))
+        _log_summary(self.rows.values(), self.output)
+        index = {name: i for i, name in enumerate(ordered)}
+        paths = {key: str(self.output / relative) for relative, key in planned.items()}
         return sv.ClassificationDataset(
-            classes=self.classes, images=images, annotations=annotations
+            classes=ordered,
+            images=list(paths.values()),
+            annotations={
+                paths[key]: sv.Classifications(
+                    class_id=np.array([index[self.rows[key]["class"]]]),
+                    confidence=np.array([float(self.rows[key]["confidence"])], np.float32),
+                )
+                for key in paths
+            },
+        )
+
+    def _write_copies(self, planned: dict[str, str], by_key: dict[str, SourceFile]) -> None:
+        """Journal first (what this tool may have written), then copy; then forget the rest."""
+        written = self._written()
+        for relative in written - planned.keys():
+            _remove_ours(self.output / relative)
+        _save_lines(self.state / "written.txt", sorted(written | planned.keys()))
+        for split in self.splits:
+            for folder in self.folders.values():
+                (self.output / split / folder).mkdir(parents=True, exist_ok=True)
+        for relative, key in planned.items():
+            target = self.output / relative
+            if key in self.fresh or relative not in written or not target.is_file():
+                with atomic_write(target) as file:
+                    sources.copy_into(by_key[key].location, file)
+        _save_lines(self.state / "written.txt", sorted(planned))
+
+    # state of an earlier run ------------------------------------------------------------
+
+    def _written(self) -> set[str]:
+        path = self.state / "written.txt"
+        if not path.is_file():
+            return set()
+        return {line for line in path.read_text(encoding="utf-8").splitlines() if line}
+
+    def _check_same_run(self) -> None:
+        try:
+            earlier = json.loads((self.state / "run.json").read_text(encoding="utf-8"))["settings"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"resume: cannot read the earlier run's settings ({e})") from e
+        differences = [
+            f"{name} {earlier.get(name)!r} -> {value!r}"
+            for name, value in self.settings.items()
+            if earlier.get(name) != value
+        ]
+        if differences:
+            raise ValueError(
+                f"resume: this run differs from the one in {str(self.output)!r}: "
+                f"{'; '.join(differences)}. Run again with the same settings to continue it, "
+                "or pass overwrite=True to replace it"
+            )
+
+    def _load(self) -> None:
+        """Rows that pass validation, and the embeddings kept for them; leftovers removed."""
+        for path in self.output.glob("*/*/*"):
+            if _LEFTOVER.match(path.name) and path.is_file() and not path.is_symlink():
+                path.unlink()  # a copy a killed run did not finish
+        for chunk in sorted((self.state / "embeddings").glob("chunk-*.npz")):
+            try:
+                with np.load(chunk, allow_pickle=False) as data:
+                    self.vectors.update(zip(map(str, data["keys"]), data["vectors"], strict=True))
+            except (OSError, ValueError, KeyError) as e:
+                logger.warning("ignoring an unreadable embedding chunk %s (%s)", chunk, e)
+        valid = set(self.splits) | {""}
+        for key, row in _read_manifest(self.output / MANIFEST).items():
+            if _valid_row(row, set(self.classes), valid):
+                self.rows[key] = row
+            else:
+                logger.info("manifest row of %r is incomplete or invalid: redone", key)
+
+    def _clear(self) -> None:
+        """``overwrite``: remove what this tool wrote; refuse anything else in split folders."""
+        written = self._written()
+        foreign = [
+            path.relative_to(self.output).as_posix()
+            for split in {*LAYOUTS["valid"], *LAYOUTS["val"]}
+            for path in sorted((self.output / split).rglob("*"))
+            if not path.is_dir() and not _LEFTOVER.match(path.name)
+            and path.relative_to(self.output).as_posix() not in written
+        ]  # fmt: skip
+        if foreign:
+            shown = ", ".join(foreign[:10]) + (
+                f" and {len(foreign) - 10} more" if len(foreign) > 10 else ""
+            )
+            raise FileExistsError(
+                f"output_folder: {str(self.output)!r} holds files this tool did not write in its "
+                f"split folders ({shown}); move them away or choose another output_folder"
+            )
+        for split in {*LAYOUTS["valid"], *LAYOUTS["val"]}:
+            if (self.output / split).is_dir():
+                shutil.rmtree(self.output / split)  # only this tool's files, checked above
+        for name in (MANIFEST, CLASSES_FILE):
+            _remove_ours(self.output / name)
+        for name in ("embeddings", "written.txt", "run.json"):
+            target = self.state / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+
+
+def refuse_existing(output: Path, *, overwrite: bool) -> None:
+    """Refuse a non-empty output folder unless ``overwrite`` (checked before any work)."""
+    if not overwrite and output.is_dir() and any(output.iterdir()):
+        raise FileExistsError(
+            f"output_folder: {str(output)!r} is not empty; pass overwrite=True to replace an "
+            "earlier dataset there, or resume=True to continue it"
         )
 
 
@@ -242,7 +473,7 @@ def summarize(output_folder: str | os.PathLike[str]) -> dict[str, Any]:
     rows = _read_manifest(Path(output_folder) / MANIFEST).values()
     counts = Counter(r["status"] for r in rows)
     return {
-        **{status: counts[status] for status in ("labeled", "unlabeled", "failed")},
+        **{status: counts[status] for status in STATUSES},
         "failures": [{"image": r["image"], "error": r["error"]} for r in rows if r["error"]],
     }
 
@@ -271,91 +502,89 @@ def safe_name(name: str) -> str:
     return cleaned or "_"
 
 
-def check_split(split: Any) -> Split:
-    """Three non-negative fractions (train, valid, test) that sum to 1."""
-    try:
-        values = tuple(float(v) for v in split)
-    except (TypeError, ValueError):
-        values = ()
-    if len(values) != 3 or min(values) < 0 or abs(sum(values) - 1) > 1e-6:
-        raise ValueError(
-            f"split: expected three fractions (train, valid, test) summing to 1, but got {split!r}"
-        )
-    return values[0], values[1], values[2]
-
-
-def plan(files: Sequence[SourceFile], fractions: Split, seed: int) -> list[Planned]:
-    """Decide each file's split and output name before anything is encoded.
-
-    The split is a seeded shuffle of the listed files, so the same files and seed always give
-    the same split.
-    """
-    keys = [f.key for f in files]
-    order = np.random.default_rng(seed).permutation(len(keys))
-    n_train = round(fractions[0] * len(keys))
-    n_valid = round(fractions[1] * len(keys))
-    split_of = {}
-    for rank, i in enumerate(order):
-        split_of[i] = (
-            SPLITS[0] if rank < n_train else SPLITS[1] if rank < n_train + n_valid else SPLITS[2]
-        )
-    # A bare file name where it is unique (ignoring case); else the relative path, flattened.
-    base = [PurePosixPath(k).name for k in keys]
-    counts = Counter(name.lower() for name in base)
-    names = [
-        b if counts[b.lower()] == 1 else safe_name(k.replace("/", "__"))
-        for b, k in zip(base, keys, strict=True)
-    ]
+def file_names(keys: Sequence[str]) -> dict[str, str]:
+    """Each input's file name in the dataset: its own where unique (ignoring case), else its
+    relative path flattened, numbered if still taken."""
+    base = {k: PurePosixPath(k).name for k in keys}
+    counts = Counter(name.lower() for name in base.values())
+    names = {
+        k: b if counts[b.lower()] == 1 else safe_name(k.replace("/", "__")) for k, b in base.items()
+    }
     seen: set[str] = set()
-    for i, name in enumerate(names):
+    for key, name in names.items():
         stem, suffix, n = PurePosixPath(name).stem, PurePosixPath(name).suffix, 1
-        while names[i].lower() in seen:
+        while names[key].lower() in seen:
             n += 1
-            names[i] = f"{stem}_{n}{suffix}"
-        seen.add(names[i].lower())
-    return [Planned(file, split_of[i], names[i]) for i, file in enumerate(files)]
+            names[key] = f"{stem}_{n}{suffix}"
+        seen.add(names[key].lower())
+    return names
 
 
-def refuse_existing(output: Path, *, overwrite: bool) -> None:
-    """Refuse a non-empty output folder unless ``overwrite`` (checked before any work)."""
-    if not overwrite and output.is_dir() and any(output.iterdir()):
-        raise FileExistsError(
-            f"output_folder: {str(output)!r} is not empty; pass overwrite=True to replace an "
-            "earlier dataset there, or resume=True to continue it"
-        )
-
-
-def _prepare_output(output: Path, *, overwrite: bool, resume: bool) -> dict[str, dict[str, str]]:
-    """Make the output folder ready; return the manifest rows of an earlier run to resume."""
-    existing = output.is_dir() and any(output.iterdir())
-    if existing and resume:
-        for leftover in output.glob(f"*/*/{PARTIAL_PREFIX}*"):  # from a run killed mid-copy
-            leftover.unlink()
-        return _read_manifest(output / MANIFEST)
-    refuse_existing(output, overwrite=overwrite)
-    for name in (*SPLITS, MANIFEST):
-        target = output / name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        elif target.exists() or target.is_symlink():
-            target.unlink()
-    output.mkdir(parents=True, exist_ok=True)
-    return {}
+def _valid_row(row: dict[str, str], classes: set[str], splits_: set[str]) -> bool:
+    """Whether a manifest row read back is whole and consistent (else it is redone)."""
+    if row["status"] not in STATUSES or not row["stamp"] or row["split"] not in splits_:
+        return False
+    if row["status"] == "failed":
+        return bool(row["error"])
+    try:
+        probability = float(row["confidence"])
+    except ValueError:
+        return False
+    return row["class"] in classes and math.isfinite(probability) and 0 <= probability <= 1
 
 
 def _read_manifest(path: Path) -> dict[str, dict[str, str]]:
     if not path.is_file():
         return {}
     with open(path, encoding="utf-8", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("image") and r.get("status")]
+        rows = [r for r in csv.DictReader(f) if r.get("image")]
     return {r["image"]: {c: r.get(c) or "" for c in COLUMNS} for r in rows}
 
 
-def _rewrite_manifest(path: Path, rows: list[dict[str, str]]) -> None:
+def _save_lines(path: Path, lines: Sequence[str]) -> None:
     with atomic_write(path, "w") as f:
-        writer = csv.DictWriter(f, COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+        f.write("".join(f"{line}\n" for line in lines))
+
+
+def _remove_ours(path: Path) -> None:
+    """Remove a file this tool wrote; never follow a link, never remove a folder."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+
+
+def _acquire(lock: Path, output: Path) -> Path:
+    """Hold ``lock`` for this process; a lock left by a process that is gone is taken over."""
+    for _ in range(2):
+        try:
+            descriptor = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            try:
+                holder = int(lock.read_text(encoding="utf-8").strip() or 0)
+            except (OSError, ValueError):
+                holder = 0
+            if holder and _alive(holder):
+                raise RuntimeError(
+                    f"output_folder: {str(output)!r} is being written by process {holder}; "
+                    "wait for it to finish, or choose another output_folder"
+                ) from None
+            lock.unlink(missing_ok=True)  # left by a process that was killed
+            continue
+        with os.fdopen(descriptor, "w") as f:
+            f.write(str(os.getpid()))
+        return lock
+    raise RuntimeError(f"output_folder: cannot take the lock {str(lock)!r}")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _log_summary(rows: Any, output: Path) -> None:

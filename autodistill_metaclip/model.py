@@ -38,7 +38,7 @@ from autodistill_metaclip.zeroshot import (
 )
 
 if TYPE_CHECKING:
-    from autodistill_metaclip.labeling import Split
+    from autodistill_metaclip.splits import Split
 
 
 class _Keep(enum.Enum):
@@ -352,12 +352,15 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
         confidence: float = 0.5,
         seed: int = 0,
         split: Split = (0.7, 0.15, 0.15),
+        layout: str = "valid",
+        near_duplicates: float | None = 0.98,
         recursive: bool = False,
         overwrite: bool = False,
         resume: bool = False,
         progress: bool = True,
     ) -> sv.ClassificationDataset:
-        """Label a folder (or a filesystem URI) into ``output_folder/{train,valid,test}/<class>/``.
+        """Label a folder (or a filesystem URI) into ``output_folder/{train,valid,test}/<class>/``
+        (every class in every split; ``classes.txt``; ``manifest.csv``).
 
         See :func:`autodistill_metaclip.labeling.label_folder` for every option.
         """
@@ -371,6 +374,8 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
             confidence=confidence,
             seed=seed,
             split=split,
+            layout=layout,
+            near_duplicates=near_duplicates,
             recursive=recursive,
             overwrite=overwrite,
             resume=resume,

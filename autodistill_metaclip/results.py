@@ -85,6 +85,9 @@ class Classifier(Protocol):
     @property
     def classes(self) -> list[str]: ...
 
+    @property
+    def spec(self) -> Any: ...  # a ModelSpec: checkpoint, weights, templates and ontology
+
     def iter_predictions(
         self, inputs: Iterable[Any], confidence: float = 0.5
     ) -> Generator[Prediction, None, None]: ...

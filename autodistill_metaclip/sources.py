@@ -28,6 +28,12 @@ from PIL import Image
 
 from autodistill_metaclip.errors import ImageLoadError
 
+IMAGE_FORMATS = (
+    *("AVIF", "BMP", "DIB", "GIF", "ICO", "JPEG", "JPEG2000", "PCX", "PNG", "PPM", "QOI"),
+    *("SGI", "TGA", "TIFF", "WEBP"),
+)
+"""The raster formats that Pillow decodes itself: the only ones listed or decoded. Never EPS
+(Pillow runs Ghostscript for it) nor any plugin another package registered."""
 MAX_FILE_BYTES = 512 * 1024 * 1024
 """Largest remote file read into memory (local files are decoded from disk)."""
 _CHANGE_KEYS = ("mtime", "LastModified", "ETag", "created")  # what fsspec backends report
@@ -91,7 +97,7 @@ def list_images(
     Args:
         root: A local folder or a filesystem URI.
         extensions: Suffixes such as ``".jpg"`` (case-insensitive, dot optional); ``None``
-            means every suffix Pillow can open.
+            means every suffix of :data:`IMAGE_FORMATS`.
         recursive: Also list subfolders (local symlinked folders are not followed).
         exclude: A local folder to skip entirely, e.g. an output folder inside ``root``.
 
@@ -106,9 +112,10 @@ def list_images(
 
 
 def normalise_extensions(extensions: Iterable[str] | None) -> frozenset[str]:
-    """Lower-case suffixes with a dot; ``None`` means every suffix Pillow opens."""
+    """Lower-case suffixes with a dot; ``None`` means every suffix of :data:`IMAGE_FORMATS`."""
     if extensions is None:
-        return frozenset(Image.registered_extensions())
+        registered = Image.registered_extensions().items()
+        return frozenset(ext for ext, kind in registered if kind in IMAGE_FORMATS)
     if isinstance(extensions, str):
         extensions = [extensions]
     normalised = set()

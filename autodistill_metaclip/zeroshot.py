@@ -15,6 +15,7 @@ that share a class have their probabilities summed. An entry is
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
@@ -233,6 +234,28 @@ def _class_prototype(
 def _normalise(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     return vectors / np.where(norms == 0, 1, norms)
+
+
+def ontology_identity(ontology: Any) -> Any:
+    """What defines an ontology, as JSON data: its (prompt, class) pairs, or for an
+    :class:`ExampleOntology` its classes with their examples (file names, or the kind of
+    in-memory object) and captions. ``None`` stays ``None``."""
+    if ontology is None:
+        return None
+    if isinstance(ontology, ExampleOntology):
+        return {
+            "examples": {
+                name: [os.fspath(x) if isinstance(x, str | os.PathLike) else type(x).__name__
+                       for x in (items if not isinstance(items, np.ndarray) else [items])]
+                for name, items in ontology.examples.items()
+            },
+            "captions": {
+                k: v if isinstance(v, str) else list(v) for k, v in ontology.captions.items()
+            },
+        }  # fmt: skip
+    return [
+        [prompt, name] for prompt, name in zip(ontology.prompts(), ontology.classes(), strict=True)
+    ]
 
 
 def check_confidence(confidence: Any) -> float:

@@ -77,7 +77,9 @@ def test_interrupted_label_leaves_no_partial_file_and_resumes(
 
     done = {row["image"] for row in _rows(manifest)}
     assert 200 < len(done) < 800, "the run was not interrupted midway"
-    written = [p for p in output.rglob("*") if p.is_file() and p.name != "manifest.csv"]
+    splits = ("train", "valid", "test")
+    written = [p for s in splits for p in (output / s).rglob("*") if p.is_file()]
+    assert not written  # copies are made after every image is predicted (phase 3)
     assert not [p for p in written if p.name.startswith(".partial-")]
     for path in written:  # every image file present is complete
         assert path.read_bytes() == (source / path.name).read_bytes()

@@ -1,8 +1,11 @@
-"""The image loader: every input kind, every Pillow mode, EXIF orientation, folder scanning."""
+"""The image loader: every input kind, every Pillow mode, EXIF orientation, allowed formats."""
 
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -114,3 +117,50 @@ def test_unreadable_input_names_itself(tmp_path: Path) -> None:
     path.write_text("hello, not an image")
     with pytest.raises(ImageLoadError, match=r"notes\.jpg.*not an image file \(looks like text\)"):
         load_image(path)
+
+
+def test_eps_named_jpg_never_starts_ghostscript(tmp_path: Path, monkeypatch) -> None:
+    """Pillow picks a decoder by content, and its EPS decoder runs Ghostscript: refused."""
+    canary = tmp_path / "gs-ran"
+    fake = tmp_path / "bin" / "gs"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\ntouch {canary}\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    eps = io.BytesIO()
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(eps, "EPS")
+    (tmp_path / "holiday.jpg").write_bytes(eps.getvalue())
+    for source in (tmp_path / "holiday.jpg", eps.getvalue()):
+        with pytest.raises(ImageLoadError, match="not an image file"):
+            load_image(source)
+    assert not canary.exists()
+    from autodistill_metaclip.sources import normalise_extensions
+
+    assert ".eps" not in normalise_extensions(None) and ".jpg" in normalise_extensions(None)
+
+
+PATCHED = """
+import sys
+import ultralytics.utils.patches  # replaces PIL.Image.open with one that may run pip
+from autodistill_metaclip.images import load_image
+events = []  # watched from here on: importing torch runs ldconfig by itself
+sys.addaudithook(lambda event, args: events.append(event) if event in (
+    "subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.fork") else None)
+try:
+    load_image(sys.argv[1])
+except ValueError as e:
+    print(e)
+print("events:", events)
+"""
+
+
+def test_a_replaced_image_open_is_not_used(tmp_path: Path) -> None:
+    """ultralytics' Image.open runs pip for a file Pillow cannot identify; ours never calls it."""
+    pytest.importorskip("ultralytics")
+    (tmp_path / "notes.jpg").write_text("hello, not an image")
+    done = subprocess.run(
+        [sys.executable, "-c", PATCHED, str(tmp_path / "notes.jpg")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert "not an image file (looks like text)" in done.stdout, done.stderr
+    assert "events: []" in done.stdout

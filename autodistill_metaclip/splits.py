@@ -1,0 +1,99 @@
+"""Train/valid/test splits that keep classes in proportion and near-duplicates together.
+
+Within each predicted class, images whose embeddings are at least ``threshold`` cosine-similar
+are grouped (connected components: a burst, re-encodes and resized copies of one photo), and
+each group goes to one split, so no near-copy sits in train while its twin is in test. Groups
+are dealt to the split furthest below its share of the class, largest groups first, ties in a
+seeded random order: the same images, embeddings and seed always give the same split, and every
+class of a few images or more reaches every split with a non-zero fraction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeAlias
+
+import numpy as np
+
+Split: TypeAlias = tuple[float, float, float]
+_BLOCK = 1024  # rows of the similarity matrix computed at once: memory ~ 4 * _BLOCK * class size
+
+
+def check_split(split: Any) -> Split:
+    """Three finite, non-negative fractions (train, valid, test) that sum to 1."""
+    try:
+        values = tuple(float(v) for v in split)
+    except (TypeError, ValueError):
+        values = ()
+    if (
+        len(values) != 3
+        or not all(np.isfinite(values))
+        or min(values) < 0
+        or abs(sum(values) - 1) > 1e-6
+    ):
+        raise ValueError(
+            f"split: expected three fractions (train, valid, test) summing to 1, but got {split!r}"
+        )
+    return values[0], values[1], values[2]
+
+
+def check_threshold(threshold: Any) -> float | None:
+    """``None`` (no grouping) or a cosine in (0, 1]."""
+    if threshold is None:
+        return None
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+        raise TypeError(f"near_duplicates: expected a cosine or None, but got {threshold!r}")
+    if not 0 < float(threshold) <= 1:
+        raise ValueError(f"near_duplicates: expected a cosine in (0, 1], but got {threshold!r}")
+    return float(threshold)
+
+
+def near_duplicate_groups(vectors: np.ndarray, threshold: float | None) -> np.ndarray:
+    """A group id per row: rows at least ``threshold`` cosine-similar (transitively) share one.
+
+    ``vectors`` are L2-normalised; ``None`` puts every row in a group of its own.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(vectors)
+    if threshold is None or n < 2:
+        return np.arange(n)
+    rows, columns = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for start in range(0, n, _BLOCK):
+        i, j = np.nonzero(vectors[start : start + _BLOCK] @ vectors.T >= threshold)
+        rows.append(i + start)
+        columns.append(j)
+    edges = (np.concatenate(rows), np.concatenate(columns))
+    graph = coo_matrix((np.ones(len(edges[0]), np.int8), edges), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+def assign(
+    classes: Sequence[str],
+    vectors: np.ndarray,
+    fractions: Split,
+    *,
+    seed: int,
+    threshold: float | None,
+) -> np.ndarray:
+    """A split index (0 train, 1 valid, 2 test) for each image, given its predicted class and
+    embedding (rows in a fixed order, e.g. sorted by file)."""
+    rng = np.random.default_rng(seed)
+    target = np.asarray(fractions, np.float64)
+    out = np.zeros(len(classes), np.int64)
+    labels = np.asarray(classes, dtype=object)
+    for name in sorted(set(classes)):
+        members = np.flatnonzero(labels == name)
+        group_of = near_duplicate_groups(vectors[members], threshold)
+        groups = [members[group_of == g] for g in np.unique(group_of)]
+        shuffled = rng.permutation(len(groups))
+        order = sorted(shuffled, key=lambda g: -len(groups[g]))  # stable: random among equals
+        counts = np.zeros(3)
+        for g in order:
+            deficit = target * len(members) - counts
+            deficit[target == 0] = -np.inf  # a split of fraction 0 gets nothing
+            chosen = int(rng.choice(np.flatnonzero(deficit == deficit.max())))  # ties: random
+            out[groups[g]] = chosen
+            counts[chosen] += len(groups[g])
+    return out
