@@ -431,7 +431,11 @@ class DatasetFolder:
     def _clear(self) -> None:
         """``overwrite``: remove what this tool wrote; refuse anything else in split folders."""
         written = self._written()
+        ours = (self.state / "run.json").is_file()
         foreign = [
+            name for name in (MANIFEST, CLASSES_FILE) if not ours and (self.output / name).exists()
+        ]
+        foreign += [
             path.relative_to(self.output).as_posix()
             for split in {*LAYOUTS["valid"], *LAYOUTS["val"]}
             for path in sorted((self.output / split).rglob("*"))
@@ -443,8 +447,8 @@ class DatasetFolder:
                 f" and {len(foreign) - 10} more" if len(foreign) > 10 else ""
             )
             raise FileExistsError(
-                f"output_folder: {str(self.output)!r} holds files this tool did not write in its "
-                f"split folders ({shown}); move them away or choose another output_folder"
+                f"output_folder: {str(self.output)!r} holds files this tool did not write where it "
+                f"writes ({shown}); move them away or choose another output_folder"
             )
         for split in {*LAYOUTS["valid"], *LAYOUTS["val"]}:
             if (self.output / split).is_dir():

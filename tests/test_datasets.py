@@ -283,6 +283,12 @@ def test_overwrite_removes_only_what_the_tool_wrote(finished: Path, model: MetaC
     model.label(finished / "in", ".png", out, overwrite=True, near_duplicates=TIGHT, progress=False)
     assert (out / "notes.txt").read_text() == "mine"
     same_as_fresh(model, finished)
+    theirs = finished / "theirs"
+    theirs.mkdir()
+    (theirs / "manifest.csv").write_text("their own manifest")
+    with pytest.raises(FileExistsError, match=r"did not write .*manifest\.csv"):
+        model.label(finished / "in", ".png", theirs, overwrite=True, progress=False)
+    assert (theirs / "manifest.csv").read_text() == "their own manifest"
 
 
 def test_a_folder_in_use_is_refused(finished: Path, model: MetaCLIP) -> None:
