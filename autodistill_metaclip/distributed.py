@@ -75,7 +75,7 @@ def label_with_ray(
         model: A ``MetaCLIP`` with an ontology, or its ``spec``; each actor builds its own.
         source: A local folder, or a URI such as ``s3://bucket/photos``.
         output: Folder or URI for the parquet shards.
-        extensions: Suffixes to take (``None``: every suffix Pillow opens).
+        extensions: Suffixes to take (``None``: those of ``sources.IMAGE_FORMATS``).
         recursive: Include subfolders.
         confidence: Threshold between "labeled" and "unlabeled", as in ``label()``.
         embeddings: Also store each image's embedding.

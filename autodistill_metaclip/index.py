@@ -118,7 +118,7 @@ class EmbeddingIndex:
         progress: bool = True,
     ) -> EmbeddingIndex:
         """Embed every image file in ``folder``, a local folder or filesystem URI
-        (``extensions=None``: every suffix Pillow opens)."""
+        (``extensions=None``: every suffix of ``sources.IMAGE_FORMATS``)."""
         location = os.fspath(folder)
         root = location if sources.is_uri(location) else os.path.abspath(location)
         index = cls(

@@ -92,7 +92,7 @@ def label_folder(
         input_folder: Folder to label, or a filesystem URI (``s3://bucket/photos``, see
             :mod:`autodistill_metaclip.sources`); never modified.
         extension: ``".jpg"``, a list of suffixes (case-insensitive), or ``None`` for every
-            suffix Pillow opens.
+            suffix of the formats Pillow decodes itself (``sources.IMAGE_FORMATS``).
         output_folder: A local folder; defaults to ``<input_folder>_labeled`` for a local
             input. May sit inside ``input_folder`` (it is not scanned) but must not contain it.
         confidence: Minimum probability of the top class; below it the image is "unlabeled".
