@@ -59,6 +59,7 @@ CLASSES_FILE = "classes.txt"
 STATE = ".autodistill-metaclip"
 COLUMNS = ("image", "status", "class", "confidence", "split", "error", "stamp")
 STATUSES = ("labeled", "unlabeled", "failed")
+JOURNAL = "written.json"
 _CHUNK = 256  # predictions recorded together: at most this many are redone after a kill
 _LEFTOVER = re.compile(rf"^{re.escape(PARTIAL_PREFIX)}[0-9a-f]{{16}}-")
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
@@ -152,6 +153,10 @@ def run_settings(spec: Any, input_folder: Any, extension: Any, **options: Any) -
     from autodistill_metaclip import __version__
 
     location = os.fspath(input_folder)
+    seed = options["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed: expected a non-negative integer, but got {seed!r}")
+    options["seed"] = int(seed)
     if options["layout"] not in LAYOUTS:
         raise ValueError(
             f"layout: expected one of {', '.join(LAYOUTS)}, but got {options['layout']!r}"
@@ -181,8 +186,9 @@ def _output_folder(source_root: str, output_folder: str | os.PathLike[str] | Non
     if sources.is_uri(os.fspath(output_folder)):
         raise ValueError(f"output_folder: expected a local folder, but got {output_folder!r}")
     output = Path(output_folder)
-    if not sources.is_uri(source_root):
-        source, target = Path(os.path.realpath(source_root)), Path(os.path.realpath(output))
+    local = sources.local_path(source_root)
+    if local is not None:
+        source, target = Path(os.path.realpath(local)), Path(os.path.realpath(output))
         if source.is_relative_to(target):
             raise ValueError(
                 f"output_folder: {str(output)!r} must not be {source_root!r} or contain it"
@@ -233,8 +239,14 @@ class DatasetFolder:
                 f"output_folder: {str(self.output)!r} holds no run of this tool to resume; "
                 "choose another output_folder"
             )
+        new_state = not self.state.exists()
         self.state.mkdir(parents=True, exist_ok=True)
-        self._lock = _acquire(self.state / "lock", self.output)
+        try:
+            self._lock = _acquire(self.state / "lock", self.output)
+        except BaseException:
+            if new_state:
+                shutil.rmtree(self.state, ignore_errors=True)
+            raise
         try:
             if existing and self.resume:
                 self._check_same_run()
@@ -244,12 +256,18 @@ class DatasetFolder:
             with atomic_write(self.state / "run.json", "w") as f:
                 json.dump({"tool": "autodistill-metaclip", "settings": self.settings}, f, indent=1)
         except BaseException:
-            self._lock.unlink(missing_ok=True)
+            _release(self._lock)
+            if new_state:
+                shutil.rmtree(self.state, ignore_errors=True)
             raise
         return self
 
-    def __exit__(self, *_: Any) -> None:
-        self._lock.unlink(missing_ok=True)
+    def __exit__(self, error_type: Any, *_: Any) -> None:
+        try:
+            if error_type is not None and not issubclass(error_type, OSError):
+                self._flush()  # keep what was predicted before an interruption
+        finally:
+            _release(self._lock)
 
     # phase 1: record -------------------------------------------------------------------
 
@@ -317,10 +335,13 @@ class DatasetFolder:
         if pending.rows:
             manifest = self.output / MANIFEST
             new = not manifest.exists()
+            torn = not new and _ends_without_newline(manifest)
             with open(manifest, "a", encoding="utf-8", newline="") as f:
                 writer = csv.DictWriter(f, COLUMNS)
                 if new:
                     writer.writeheader()
+                if torn:
+                    f.write("\r\n")  # end a row torn by a crash: it is invalid, not merged
                 writer.writerows(pending.rows)
 
     # phases 2 and 3: split and layout --------------------------------------------------
@@ -370,28 +391,37 @@ class DatasetFolder:
         )
 
     def _write_copies(self, planned: dict[str, str], by_key: dict[str, SourceFile]) -> None:
-        """Journal first (what this tool may have written), then copy; then forget the rest."""
+        """Journal first (what this tool may have written, and from which file), then copy;
+        then forget the rest. A copy is kept only if the journal says it holds that same file."""
         written = self._written()
-        for relative in written - planned.keys():
+        wanted = {relative: [key, by_key[key].stamp] for relative, key in planned.items()}
+        for relative in written.keys() - wanted.keys():
             _remove_ours(self.output / relative)
-        _save_lines(self.state / "written.txt", sorted(written | planned.keys()))
+        _save_journal(self.state / JOURNAL, {**written, **wanted})
         for split in self.splits:
             for folder in self.folders.values():
                 (self.output / split / folder).mkdir(parents=True, exist_ok=True)
         for relative, key in planned.items():
             target = self.output / relative
-            if key in self.fresh or relative not in written or not target.is_file():
+            same = written.get(relative) == wanted[relative] and key not in self.fresh
+            if not (same and target.is_file() and not target.is_symlink()):
+                _remove_ours(target)
                 with atomic_write(target) as file:
                     sources.copy_into(by_key[key].location, file)
-        _save_lines(self.state / "written.txt", sorted(planned))
+        _save_journal(self.state / JOURNAL, wanted)
 
     # state of an earlier run ------------------------------------------------------------
 
-    def _written(self) -> set[str]:
-        path = self.state / "written.txt"
-        if not path.is_file():
-            return set()
-        return {line for line in path.read_text(encoding="utf-8").splitlines() if line}
+    def _written(self) -> dict[str, list[str]]:
+        """The journal: ``{path relative to the output: [input key, its stamp]}``."""
+        path = self.state / JOURNAL
+        try:
+            journal = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        except (OSError, ValueError) as e:
+            raise ValueError(
+                f"output_folder: this tool's journal {str(path)!r} is unreadable ({e})"
+            ) from e
+        return journal if isinstance(journal, dict) else {}
 
     def _check_same_run(self) -> None:
         try:
@@ -412,9 +442,7 @@ class DatasetFolder:
 
     def _load(self) -> None:
         """Rows that pass validation, and the embeddings kept for them; leftovers removed."""
-        for path in self.output.glob("*/*/*"):
-            if _LEFTOVER.match(path.name) and path.is_file() and not path.is_symlink():
-                path.unlink()  # a copy a killed run did not finish
+        _remove_leftovers(self.output, self.splits)
         for chunk in sorted((self.state / "embeddings").glob("chunk-*.npz")):
             try:
                 with np.load(chunk, allow_pickle=False) as data:
@@ -435,13 +463,13 @@ class DatasetFolder:
         foreign = [
             name for name in (MANIFEST, CLASSES_FILE) if not ours and (self.output / name).exists()
         ]
+        _remove_leftovers(self.output, (*LAYOUTS["valid"], *LAYOUTS["val"]))
         foreign += [
-            path.relative_to(self.output).as_posix()
-            for split in {*LAYOUTS["valid"], *LAYOUTS["val"]}
-            for path in sorted((self.output / split).rglob("*"))
-            if not path.is_dir() and not _LEFTOVER.match(path.name)
-            and path.relative_to(self.output).as_posix() not in written
-        ]  # fmt: skip
+            relative
+            for split in sorted({*LAYOUTS["valid"], *LAYOUTS["val"]})
+            for relative in _entries(self.output, split)
+            if relative not in written
+        ]
         if foreign:
             shown = ", ".join(foreign[:10]) + (
                 f" and {len(foreign) - 10} more" if len(foreign) > 10 else ""
@@ -455,7 +483,7 @@ class DatasetFolder:
                 shutil.rmtree(self.output / split)  # only this tool's files, checked above
         for name in (MANIFEST, CLASSES_FILE):
             _remove_ours(self.output / name)
-        for name in ("embeddings", "written.txt", "run.json"):
+        for name in ("embeddings", JOURNAL, "run.json"):
             target = self.state / name
             if target.is_dir():
                 shutil.rmtree(target)
@@ -498,11 +526,16 @@ def class_folders(classes: Sequence[str]) -> dict[str, str]:
 
 
 def safe_name(name: str) -> str:
-    """One path component that is valid and harmless on Linux, macOS and Windows."""
+    """One path component that is valid and harmless on Linux, macOS and Windows, not hidden,
+    at most 200 bytes (a long name keeps its extension, e.g. ``.jpg``)."""
     cleaned = _UNSAFE.sub("_", name).strip(" .")
     if _RESERVED.match(cleaned):
         cleaned = "_" + cleaned
-    cleaned = cleaned.encode("utf-8")[:200].decode("utf-8", "ignore").strip(" .")
+    if len(cleaned.encode("utf-8")) > 200:
+        suffix = PurePosixPath(cleaned).suffix
+        suffix = suffix if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", suffix) else ""
+        stem = cleaned[: len(cleaned) - len(suffix)].encode("utf-8")[: 200 - len(suffix)]
+        cleaned = (stem.decode("utf-8", "ignore").strip(" .") or "_") + suffix
     return cleaned or "_"
 
 
@@ -512,7 +545,7 @@ def file_names(keys: Sequence[str]) -> dict[str, str]:
     base = {k: PurePosixPath(k).name for k in keys}
     counts = Counter(name.lower() for name in base.values())
     names = {
-        k: b if counts[b.lower()] == 1 else safe_name(k.replace("/", "__")) for k, b in base.items()
+        k: safe_name(b if counts[b.lower()] == 1 else k.replace("/", "__")) for k, b in base.items()
     }
     seen: set[str] = set()
     for key, name in names.items():
@@ -545,9 +578,45 @@ def _read_manifest(path: Path) -> dict[str, dict[str, str]]:
     return {r["image"]: {c: r.get(c) or "" for c in COLUMNS} for r in rows}
 
 
-def _save_lines(path: Path, lines: Sequence[str]) -> None:
+def _save_journal(path: Path, journal: dict[str, list[str]]) -> None:
     with atomic_write(path, "w") as f:
-        f.write("".join(f"{line}\n" for line in lines))
+        json.dump(journal, f)
+
+
+def _ends_without_newline(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() == 0:
+            return False
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) != b"\n"
+
+
+def _entries(output: Path, split: str) -> list[str]:
+    """Everything below a split folder that is not a plain folder: files, links (to files or
+    folders, not followed), and anything deeper than a class folder; paths relative to output."""
+    found = []
+    for folder, subfolders, files in os.walk(output / split):
+        depth = len(Path(folder).relative_to(output).parts)
+        for name in subfolders:
+            if os.path.islink(os.path.join(folder, name)) or depth >= 2:
+                found.append((Path(folder) / name).relative_to(output).as_posix())
+        found += [(Path(folder) / name).relative_to(output).as_posix() for name in files]
+    if (output / split).is_symlink():
+        found.append(split)
+    return sorted(found)
+
+
+def _remove_leftovers(output: Path, split_names: Sequence[str]) -> None:
+    """Temporary files of a run that was killed, where this tool writes (never elsewhere)."""
+    folders = [output, output / STATE]
+    for split in dict.fromkeys(split_names):
+        if (output / split).is_dir() and not (output / split).is_symlink():
+            folders += [p for p in (output / split).iterdir() if p.is_dir() and not p.is_symlink()]
+    for folder in folders:
+        for path in folder.glob(f"{PARTIAL_PREFIX}*"):
+            if _LEFTOVER.match(path.name) and path.is_file() and not path.is_symlink():
+                path.unlink()
 
 
 def _remove_ours(path: Path) -> None:
@@ -556,39 +625,63 @@ def _remove_ours(path: Path) -> None:
         path.unlink()
 
 
+_HELD: set[Path] = set()  # locks held by this process
+
+
 def _acquire(lock: Path, output: Path) -> Path:
-    """Hold ``lock`` for this process; a lock left by a process that is gone is taken over."""
-    for _ in range(2):
-        try:
-            descriptor = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
+    """Hold ``lock`` for this process; a lock left by a process that is gone is taken over.
+
+    The lock file appears with the holder's pid already in it (written aside, then linked into
+    place, which fails if it exists), so no one ever reads an empty lock.
+    """
+    with atomic_write(lock.with_name(f"{lock.name}.{os.getpid()}"), "w") as f:
+        f.write(str(os.getpid()))
+    mine = lock.with_name(f"{lock.name}.{os.getpid()}")
+    try:
+        for _ in range(2):
             try:
-                holder = int(lock.read_text(encoding="utf-8").strip() or 0)
-            except (OSError, ValueError):
-                holder = 0
-            if holder and _alive(holder):
-                raise RuntimeError(
-                    f"output_folder: {str(output)!r} is being written by process {holder}; "
-                    "wait for it to finish, or choose another output_folder"
-                ) from None
-            lock.unlink(missing_ok=True)  # left by a process that was killed
-            continue
-        with os.fdopen(descriptor, "w") as f:
-            f.write(str(os.getpid()))
-        return lock
+                os.link(mine, lock)
+            except FileExistsError:
+                holder = _holder(lock)
+                if holder is not None and _alive(holder, lock):
+                    raise RuntimeError(
+                        f"output_folder: {str(output)!r} is being written by process {holder}; "
+                        "wait for it to finish, or choose another output_folder"
+                    ) from None
+                lock.unlink(missing_ok=True)  # left by a process that was killed
+                continue
+            _HELD.add(lock)
+            return lock
+    finally:
+        mine.unlink(missing_ok=True)
     raise RuntimeError(f"output_folder: cannot take the lock {str(lock)!r}")
 
 
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
+def _holder(lock: Path) -> int | None:
+    try:
+        return int(lock.read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int, lock: Path) -> bool:
+    if pid == os.getpid():  # this process: alive only if it holds it (not an earlier life)
+        return lock in _HELD
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     return True
+
+
+def _release(lock: Path) -> None:
+    """Remove the lock if this process still holds it."""
+    if lock in _HELD:
+        _HELD.discard(lock)
+        if _holder(lock) == os.getpid():
+            lock.unlink(missing_ok=True)
 
 
 def _log_summary(rows: Any, output: Path) -> None:

@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from PIL import Image
 
@@ -79,6 +81,17 @@ def is_folder(location: str | os.PathLike[str]) -> bool:
         return False
 
 
+def local_path(location: str | os.PathLike[str]) -> str | None:
+    """The local path of a plain path or a ``file://`` URI; ``None`` for other URIs."""
+    location = os.fspath(location)
+    if not is_uri(location):
+        return location
+    parsed = urlparse(location)
+    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
+        return url2pathname(parsed.path)
+    return None
+
+
 def join(root: str | os.PathLike[str], key: str) -> str:
     """The location of ``key`` under a listed folder or URI."""
     root = os.fspath(root)
@@ -106,9 +119,10 @@ def list_images(
     """
     wanted = normalise_extensions(extensions)
     location = os.fspath(root)
-    if is_uri(location):
+    local = local_path(location)  # file:// is listed as the local folder it is
+    if local is None:
         return _list_remote(location, wanted, recursive)
-    return _list_local(Path(location), wanted, recursive, exclude)
+    return _list_local(Path(local), wanted, recursive, exclude)
 
 
 def normalise_extensions(extensions: Iterable[str] | None) -> frozenset[str]:

@@ -10,6 +10,7 @@ class of a few images or more reaches every split with a non-zero fraction.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from typing import Any, TypeAlias
 
@@ -61,7 +62,8 @@ def near_duplicate_groups(vectors: np.ndarray, threshold: float | None) -> np.nd
         return np.arange(n)
     rows, columns = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     for start in range(0, n, _BLOCK):
-        i, j = np.nonzero(vectors[start : start + _BLOCK] @ vectors.T >= threshold)
+        # float32 cosines of identical images can come out just below 1: allow for it
+        i, j = np.nonzero(vectors[start : start + _BLOCK] @ vectors.T >= threshold - 1e-6)
         rows.append(i + start)
         columns.append(j)
     edges = (np.concatenate(rows), np.concatenate(columns))
@@ -79,14 +81,17 @@ def assign(
 ) -> np.ndarray:
     """A split index (0 train, 1 valid, 2 test) for each image, given its predicted class and
     embedding (rows in a fixed order, e.g. sorted by file)."""
-    rng = np.random.default_rng(seed)
     target = np.asarray(fractions, np.float64)
     out = np.zeros(len(classes), np.int64)
     labels = np.asarray(classes, dtype=object)
     for name in sorted(set(classes)):
+        # One generator per class: a class's split does not move when another class changes.
+        rng = np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
         members = np.flatnonzero(labels == name)
         group_of = near_duplicate_groups(vectors[members], threshold)
-        groups = [members[group_of == g] for g in np.unique(group_of)]
+        order_by_group = np.argsort(group_of, kind="stable")
+        boundaries = np.flatnonzero(np.diff(group_of[order_by_group])) + 1
+        groups = np.split(members[order_by_group], boundaries)
         shuffled = rng.permutation(len(groups))
         order = sorted(shuffled, key=lambda g: -len(groups[g]))  # stable: random among equals
         counts = np.zeros(3)

@@ -268,7 +268,9 @@ def test_an_input_named_like_a_temporary_file_is_labelled(model: MetaCLIP, tmp_p
     for resume in (False, True):
         model.label(tmp_path / "in", ".png", tmp_path / "out", resume=resume, progress=False)
         assert manifest(tmp_path / "out")[".partial-x.png"]["status"] == "labeled"
-        assert list((tmp_path / "out").glob("*/red circle/.partial-x.png"))
+        assert list(
+            (tmp_path / "out").glob("*/red circle/partial-x.png")
+        )  # not hidden: readers skip those
 
 
 def test_overwrite_removes_only_what_the_tool_wrote(finished: Path, model: MetaCLIP) -> None:
@@ -347,3 +349,46 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_dataset(model: MetaCLIP, 
     )
     same_as_fresh(model, tmp_path)
     assert not [p for p in (tmp_path / "out").rglob(".partial-*")]
+
+
+def test_a_copy_is_kept_only_if_it_holds_the_same_file(model: MetaCLIP, tmp_path: Path) -> None:
+    """x.png and b/x.png: the second is written as b__x.png; once x.png is gone it becomes
+    x.png, and the earlier copy under that name (other bytes) must not be kept."""
+    (tmp_path / "in" / "b").mkdir(parents=True)
+    synthetic.make_image("red", "circle", seed=1).save(tmp_path / "in" / "x.png")
+    synthetic.make_image("red", "circle", seed=2).save(tmp_path / "in" / "b" / "x.png")
+    options = {"recursive": True, "split": (1.0, 0.0, 0.0), "progress": False}
+    model.label(tmp_path / "in", ".png", tmp_path / "out", **options)
+    (tmp_path / "in" / "x.png").unlink()
+    model.label(tmp_path / "in", ".png", tmp_path / "out", resume=True, **options)
+    (copy,) = (tmp_path / "out" / "train").rglob("*.png")
+    assert copy.name == "x.png"
+    assert copy.read_bytes() == (tmp_path / "in" / "b" / "x.png").read_bytes()
+
+
+def test_a_linked_folder_in_a_split_is_foreign(finished: Path, model: MetaCLIP) -> None:
+    elsewhere = finished / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious.jpg").write_bytes(b"keep me")
+    (finished / "out" / "train" / "red circle" / "link").symlink_to(elsewhere)
+    with pytest.raises(FileExistsError, match="link"):
+        model.label(finished / "in", ".png", finished / "out", overwrite=True, progress=False)
+    assert (elsewhere / "precious.jpg").read_bytes() == b"keep me"
+
+
+def test_a_lock_of_an_earlier_life_of_this_pid_is_taken_over(finished: Path, model: MetaCLIP):
+    """A container restarts its job as the same pid (often 1): that old lock is stale."""
+    (finished / "out" / STATE / "lock").write_text(str(os.getpid()))
+    model.label(
+        finished / "in", ".png", finished / "out", resume=True, near_duplicates=TIGHT,
+        progress=False,
+    )  # fmt: skip
+    assert not (finished / "out" / STATE / "lock").exists()
+
+
+@pytest.mark.parametrize("seed", [-1, 0.5, None, True])
+def test_a_bad_seed_is_refused_before_any_work(model: MetaCLIP, tmp_path: Path, seed) -> None:
+    write_inputs(tmp_path / "in", {"red circle": 2})
+    with pytest.raises(ValueError, match="seed: expected a non-negative integer"):
+        model.label(tmp_path / "in", ".png", tmp_path / "out", seed=seed, progress=False)
+    assert not (tmp_path / "out").exists()

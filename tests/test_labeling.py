@@ -12,7 +12,7 @@ import pytest
 import supervision as sv
 
 from autodistill_metaclip import MetaCLIP, synthetic
-from autodistill_metaclip.labeling import COLUMNS, MANIFEST, class_folders, safe_name
+from autodistill_metaclip.labeling import COLUMNS, MANIFEST, class_folders, file_names, safe_name
 
 GOOD = {
     "red_circle.jpg": ("red", "circle", "JPEG"),
@@ -226,3 +226,10 @@ def test_safe_name(name: str, expected: str) -> None:
 def test_class_folders_are_unique() -> None:
     folders = class_folders(["a/b", "a_b", "A_B", "cat"])
     assert len(set(f.lower() for f in folders.values())) == 4
+
+
+def test_long_flattened_names_keep_their_suffix() -> None:
+    names = file_names([f"{'a' * 150}/{'b' * 150}.jpg", "x.jpg", f"{'c' * 150}/x.jpg", "y\nz.jpg"])
+    assert all(name.endswith(".jpg") and len(name.encode()) <= 200 for name in names.values())
+    assert "\n" not in names["y\nz.jpg"]
+    assert len({n.lower() for n in names.values()}) == 4
