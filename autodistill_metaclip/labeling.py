@@ -47,7 +47,7 @@ import supervision as sv
 from tqdm.auto import tqdm
 
 from autodistill_metaclip import sources, splits
-from autodistill_metaclip.files import PARTIAL_PREFIX, atomic_write
+from autodistill_metaclip.files import PARTIAL_PREFIX, acquire_lock, atomic_write, release_lock
 from autodistill_metaclip.results import Classifier, Prediction
 from autodistill_metaclip.sources import SourceFile
 from autodistill_metaclip.splits import Split, check_split
@@ -242,7 +242,7 @@ class DatasetFolder:
         new_state = not self.state.exists()
         self.state.mkdir(parents=True, exist_ok=True)
         try:
-            self._lock = _acquire(self.state / "lock", self.output)
+            self._lock = acquire_lock(self.state / "lock", self.output)
         except BaseException:
             if new_state:
                 shutil.rmtree(self.state, ignore_errors=True)
@@ -256,7 +256,7 @@ class DatasetFolder:
             with atomic_write(self.state / "run.json", "w") as f:
                 json.dump({"tool": "autodistill-metaclip", "settings": self.settings}, f, indent=1)
         except BaseException:
-            _release(self._lock)
+            release_lock(self._lock)
             if new_state:
                 shutil.rmtree(self.state, ignore_errors=True)
             raise
@@ -267,7 +267,7 @@ class DatasetFolder:
             if error_type is not None and not issubclass(error_type, OSError):
                 self._flush()  # keep what was predicted before an interruption
         finally:
-            _release(self._lock)
+            release_lock(self._lock)
 
     # phase 1: record -------------------------------------------------------------------
 
@@ -623,65 +623,6 @@ def _remove_ours(path: Path) -> None:
     """Remove a file this tool wrote; never follow a link, never remove a folder."""
     if path.is_symlink() or path.is_file():
         path.unlink()
-
-
-_HELD: set[Path] = set()  # locks held by this process
-
-
-def _acquire(lock: Path, output: Path) -> Path:
-    """Hold ``lock`` for this process; a lock left by a process that is gone is taken over.
-
-    The lock file appears with the holder's pid already in it (written aside, then linked into
-    place, which fails if it exists), so no one ever reads an empty lock.
-    """
-    with atomic_write(lock.with_name(f"{lock.name}.{os.getpid()}"), "w") as f:
-        f.write(str(os.getpid()))
-    mine = lock.with_name(f"{lock.name}.{os.getpid()}")
-    try:
-        for _ in range(2):
-            try:
-                os.link(mine, lock)
-            except FileExistsError:
-                holder = _holder(lock)
-                if holder is not None and _alive(holder, lock):
-                    raise RuntimeError(
-                        f"output_folder: {str(output)!r} is being written by process {holder}; "
-                        "wait for it to finish, or choose another output_folder"
-                    ) from None
-                lock.unlink(missing_ok=True)  # left by a process that was killed
-                continue
-            _HELD.add(lock)
-            return lock
-    finally:
-        mine.unlink(missing_ok=True)
-    raise RuntimeError(f"output_folder: cannot take the lock {str(lock)!r}")
-
-
-def _holder(lock: Path) -> int | None:
-    try:
-        return int(lock.read_text(encoding="utf-8").strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _alive(pid: int, lock: Path) -> bool:
-    if pid == os.getpid():  # this process: alive only if it holds it (not an earlier life)
-        return lock in _HELD
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
-def _release(lock: Path) -> None:
-    """Remove the lock if this process still holds it."""
-    if lock in _HELD:
-        _HELD.discard(lock)
-        if _holder(lock) == os.getpid():
-            lock.unlink(missing_ok=True)
 
 
 def _log_summary(rows: Any, output: Path) -> None:

@@ -166,6 +166,12 @@ def finished(model: MetaCLIP, tmp_path: Path) -> Path:
     return tmp_path
 
 
+def resume_run(model: MetaCLIP, root: Path) -> None:
+    model.label(
+        root / "in", ".png", root / "out", resume=True, near_duplicates=TIGHT, progress=False
+    )
+
+
 def fresh_run(model: MetaCLIP, root: Path) -> dict[str, dict[str, str]]:
     model.label(root / "in", ".png", root / "fresh", near_duplicates=TIGHT, progress=False)
     return {
@@ -232,14 +238,7 @@ def test_torn_and_invalid_rows_are_redone(finished: Path, model: MetaCLIP) -> No
     lines[3] = lines[3].split(",")[0] + ",labeled,yel"  # torn by a full disk
     lines[5] = lines[5].replace(",labeled,", ",labeled,").rsplit(",", 3)[0] + ",nan,train,,x"
     path.write_text("\n".join(lines) + "\n0099.png,unlabeled,yel", encoding="utf-8")
-    model.label(
-        finished / "in",
-        ".png",
-        finished / "out",
-        resume=True,
-        near_duplicates=TIGHT,
-        progress=False,
-    )
+    resume_run(model, finished)
     same_as_fresh(model, finished)
 
 
@@ -248,14 +247,7 @@ def test_input_changes_are_followed_exactly(finished: Path, model: MetaCLIP) -> 
     synthetic.make_image("green", "triangle", seed=77).save(finished / "in" / "0001.png")  # changed
     os.utime(finished / "in" / "0001.png", ns=(1, 1))
     synthetic.make_image("blue", "square", seed=78).save(finished / "in" / "new.png")  # added
-    model.label(
-        finished / "in",
-        ".png",
-        finished / "out",
-        resume=True,
-        near_duplicates=TIGHT,
-        progress=False,
-    )
+    resume_run(model, finished)
     rows = manifest(finished / "out")
     assert "0000.png" not in rows and rows["0001.png"]["class"] == "green triangle"
     assert rows["new.png"]["class"] == "blue square"
@@ -303,14 +295,7 @@ def test_a_folder_in_use_is_refused(finished: Path, model: MetaCLIP) -> None:
         holder.kill()
         holder.wait()
     # the holder is gone: its lock is taken over
-    model.label(
-        finished / "in",
-        ".png",
-        finished / "out",
-        resume=True,
-        near_duplicates=TIGHT,
-        progress=False,
-    )
+    resume_run(model, finished)
     assert not (finished / "out" / STATE / "lock").exists()
 
 
@@ -339,14 +324,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_dataset(model: MetaCLIP, 
     process.wait()
     done = len(manifest(tmp_path / "out"))
     assert 256 <= done < 720, "the run was not killed midway"
-    model.label(
-        tmp_path / "in",
-        ".png",
-        tmp_path / "out",
-        resume=True,
-        near_duplicates=TIGHT,
-        progress=False,
-    )
+    resume_run(model, tmp_path)
     same_as_fresh(model, tmp_path)
     assert not [p for p in (tmp_path / "out").rglob(".partial-*")]
 
@@ -379,10 +357,7 @@ def test_a_linked_folder_in_a_split_is_foreign(finished: Path, model: MetaCLIP) 
 def test_a_lock_of_an_earlier_life_of_this_pid_is_taken_over(finished: Path, model: MetaCLIP):
     """A container restarts its job as the same pid (often 1): that old lock is stale."""
     (finished / "out" / STATE / "lock").write_text(str(os.getpid()))
-    model.label(
-        finished / "in", ".png", finished / "out", resume=True, near_duplicates=TIGHT,
-        progress=False,
-    )  # fmt: skip
+    resume_run(model, finished)
     assert not (finished / "out" / STATE / "lock").exists()
 
 
