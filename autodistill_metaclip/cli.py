@@ -503,13 +503,11 @@ def embed(
     return data, text, len(errors)
 
 
-def _index_spec(index_file: str, params: dict[str, Any]) -> Any:
-    """The model of -m/--weights, or by default the one that built ``index_file``."""
-    from autodistill_metaclip.index import EmbeddingIndex
-
+def _index_spec(index: Any, params: dict[str, Any]) -> Any:
+    """The model of -m/--weights, or by default the one that built ``index`` (if any)."""
     made_by = None
-    if Path(index_file).is_file():
-        info = EmbeddingIndex.load(index_file).model_info
+    if index is not None:
+        info = index.model_info
         made_by = info.get("spec", {"checkpoint": info["checkpoint"]})
     return _spec(params, ontology=False, default=made_by)
 
@@ -531,7 +529,8 @@ def index(input_folder: str, index_file: str, extension: tuple[str, ...], **para
     """
     from autodistill_metaclip.index import EmbeddingIndex
 
-    model = _index_spec(index_file, params).build(params.pop("device"))
+    earlier = EmbeddingIndex.load(index_file) if Path(index_file).is_file() else None
+    model = _index_spec(earlier, params).build(params.pop("device"))
     progress = sys.stderr.isatty()
     built, counts = EmbeddingIndex.sync(
         model,
@@ -569,8 +568,9 @@ def search(
     """
     from autodistill_metaclip.index import EmbeddingIndex
 
-    model = _index_spec(index_file, params).build(params.pop("device"))
-    hits = EmbeddingIndex.load(index_file, model).search(model, query, k=top, text=text or None)
+    loaded = EmbeddingIndex.load(index_file)
+    model = _index_spec(loaded, params).build(params.pop("device"))
+    hits = loaded.search(model, query, k=top, text=text or None)  # refuses another model
     if grid:
         from autodistill_metaclip import plots
 
@@ -619,9 +619,9 @@ def cluster(index_file: str, names: tuple[str, ...], sheet: str | None, **params
     """
     from autodistill_metaclip.index import EmbeddingIndex
 
-    spec, device = _index_spec(index_file, params), params.pop("device")
-    model = spec.build(device) if names else None
     loaded = EmbeddingIndex.load(index_file)
+    spec, device = _index_spec(loaded, params), params.pop("device")
+    model = spec.build(device) if names else None
     result = loaded.clusters(names=list(names) or None, model=model, **params)
     if sheet:
         from autodistill_metaclip import plots
