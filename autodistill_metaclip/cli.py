@@ -28,6 +28,7 @@ import click
 
 from autodistill_metaclip import checkpoints
 from autodistill_metaclip.checkpoints import DEFAULT_CHECKPOINT
+from autodistill_metaclip.images import DEFAULT_DECODE_MEMORY
 
 PARTIAL = 3
 """Exit code: the command finished, but some inputs could not be read."""
@@ -61,6 +62,7 @@ _FLAGS = {
     "output": "the output (--shards, -o)",
     "extensions": "-e/--extension",
     "recursive": "--recursive/--no-recursive",
+    "follow_links": "--follow-links",
 }
 logger = logging.getLogger("autodistill_metaclip")
 
@@ -175,6 +177,14 @@ _model_options = _options(
         "--draft-decoding",
         is_flag=True,
         help="Decode large JPEGs at reduced scale: faster, not exact.",
+    ),
+    click.option(
+        "--decode-memory",
+        type=click.IntRange(1),
+        default=DEFAULT_DECODE_MEMORY,
+        show_default=True,
+        metavar="MIB",
+        help="Memory for images being decoded at once (one alone may exceed it).",
     ),
 )
 _ontology_options = _options(
@@ -373,6 +383,10 @@ def _plot_predictions(predictions: list[Any], path: str) -> None:
     show_default=True, help="Cosine above which images of a class share a split.",
 )  # fmt: skip
 @click.option("-r", "--recursive", is_flag=True, help="Include subfolders.")
+@click.option(
+    "--follow-links", is_flag=True,
+    help="Follow symbolic links anywhere [default: only to files inside INPUT_FOLDER].",
+)  # fmt: skip
 @click.option("--overwrite", is_flag=True, help="Replace an earlier dataset in OUTPUT_FOLDER.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run.")
 @click.option("--grid", type=OutputFile(".png"), help="Save a PNG of labelled images.")

@@ -16,6 +16,7 @@ dies; the shards are then checked to hold every image exactly once.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections import Counter
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 
 from autodistill_metaclip import sources
+from autodistill_metaclip.errors import ImageLoadError
 from autodistill_metaclip.labeling import DatasetFolder, refuse_existing, run_settings
 from autodistill_metaclip.model import MetaCLIP, ModelSpec
 from autodistill_metaclip.splits import Split, check_split, check_threshold
@@ -67,6 +69,7 @@ def label_with_ray(
     split: Split = (0.7, 0.15, 0.15),
     layout: str = "valid",
     near_duplicates: float | None = 0.98,
+    follow_links: bool = False,
     overwrite: bool = False,
 ) -> RayRun:
     """Classify every image under ``source`` on a Ray cluster.
@@ -87,6 +90,10 @@ def label_with_ray(
         dataset_folder: If given, also write ``label()``'s dataset and manifest there.
         seed, split, layout, near_duplicates: The split and layout of ``dataset_folder``, as in
             ``label()`` (the run then keeps embeddings in the shards too).
+        follow_links: As in ``label()``: by default a link is read only if it leads to a file
+            inside ``source``. The workers read and classify each file; the driver's copy in
+            ``dataset_folder`` must have the SHA-256 of the bytes a worker classified, or the
+            file is reported failed ("changed since it was classified").
         overwrite: Replace earlier results in ``output`` and ``dataset_folder``.
     """
     spec = _spec(model, batch_size)
@@ -104,10 +111,13 @@ def label_with_ray(
         layout=layout,
         near_duplicates=check_threshold(near_duplicates),
         recursive=recursive,
+        follow_links=bool(follow_links),
     )
     if dataset_folder is not None:
         refuse_existing(Path(dataset_folder), overwrite=overwrite)
-    files = sources.list_images(source, extensions, recursive=recursive, exclude=dataset_folder)
+    files = sources.list_images(
+        source, extensions, recursive=recursive, exclude=dataset_folder, follow_links=follow_links
+    )
     run = _run(
         spec,
         files,
@@ -197,7 +207,7 @@ def _run(
             f"actors: {actors} x {cpus_per_actor:g} CPUs leave no CPU for Ray's other tasks on a "
             f"cluster of {cpus:g} CPUs; use fewer actors or a smaller cpus_per_actor"
         )
-    items = [{"key": f.key, "path": f.location} for f in files]
+    items = [{"key": f.key, "path": f.location, "within": f.within or ""} for f in files]
     scored = ray.data.from_items(items).map_batches(
         _Scorer,
         batch_size=spec.batch_size,
@@ -260,13 +270,16 @@ class _Scorer:
         self.embeddings = embeddings
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        locations = [str(p) for p in batch["path"]]
+        files = [
+            sources.SourceFile(str(k), str(p), "", str(w) or None)
+            for k, p, w in zip(batch["key"], batch["path"], batch["within"], strict=True)
+        ]
         if self.confidence is None:
-            results: list[Any] = list(self.model.iter_embeddings(locations))
+            results: list[Any] = list(self.model.iter_embeddings(files))
             vectors = [r.vector for r in results]
             status = ["failed" if r.error else "embedded" for r in results]
         else:
-            results = list(self.model.iter_predictions(locations, self.confidence))
+            results = list(self.model.iter_predictions(files, self.confidence, keep_data=True))
             vectors = [r.embedding for r in results]
             status = [r.status for r in results]
         out: dict[str, Any] = {
@@ -279,6 +292,8 @@ class _Scorer:
             best = [r.best if r.error is None else ("", np.nan) for r in results]
             out["class"] = np.array([b[0] for b in best], dtype=object)
             out["confidence"] = np.array([b[1] for b in best], dtype=np.float64)
+            digests = [hashlib.sha256(r.data).hexdigest() if r.data else "" for r in results]
+            out["sha256"] = np.array(digests, dtype=object)
         if self.embeddings:
             empty = np.zeros(self.model.dim, np.float32)
             out["embedding"] = np.stack([empty if v is None else v for v in vectors])
@@ -294,18 +309,34 @@ def _assemble(
     overwrite: bool,
 ) -> sv.ClassificationDataset:
     """Write ``label()``'s folder dataset from a run's shards (on the driver)."""
-    columns = ["key", "status", "class", "confidence", "error", "embedding"]
+    columns = ["key", "status", "class", "confidence", "error", "embedding", "sha256"]
     by_key = {r["key"]: r for r in read_results(output, columns).to_pylist()}
     with DatasetFolder(folder, settings, classes, overwrite=overwrite) as dataset:
         for file in dataset.todo(files):
             row = by_key[file.key]
-            failed = row["status"] == "failed"
+            status, error, data = row["status"], row["error"] or "", None
+            if status == "labeled":
+                data, error = _classified_bytes(file, row["sha256"])
+                status = "failed" if data is None else status
+            failed = status == "failed"
             dataset.add(
                 file,
-                row["status"],
-                row["class"] or "",
+                status,
+                "" if failed else row["class"] or "",
                 None if failed else float(row["confidence"]),
-                row["error"] or "",
+                error,
                 None if failed else np.asarray(row["embedding"], np.float32),
+                data,
             )
         return dataset.write(files)
+
+
+def _classified_bytes(file: sources.SourceFile, digest: str) -> tuple[bytes | None, str]:
+    """The file's bytes if they are the ones a worker classified, else ``(None, why)``."""
+    try:
+        data = sources.read(file)
+    except ImageLoadError as e:
+        return None, str(e)
+    if hashlib.sha256(data).hexdigest() != digest:
+        return None, f"{file.key!r}: changed since it was classified; not copied"
+    return data, ""

@@ -24,7 +24,12 @@ from PIL import Image
 from autodistill_metaclip import weights
 from autodistill_metaclip.checkpoints import Resolved
 from autodistill_metaclip.errors import CheckpointError, WeightsUnavailableError
-from autodistill_metaclip.images import ImageInput, load_image
+from autodistill_metaclip.images import (
+    DEFAULT_DECODE_MEMORY,
+    DecodeBudget,
+    ImageInput,
+    read_image,
+)
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -76,20 +81,32 @@ class ImagePreprocessor:
     transform: Callable[[Image.Image], torch.Tensor]
     resize_mode: str
     draft_size: int | None
+    budget: DecodeBudget
 
     def __call__(self, source: ImageInput) -> torch.Tensor:
         """Load and preprocess one image into a ``(3, H, W)`` float tensor on the CPU."""
-        image = load_image(source, draft_size=self.draft_size)
-        if self.resize_mode == "shortest":
-            image = _limit_aspect(image)
-        return self.transform(image)
+        return self.prepare(source)[0]
+
+    def prepare(self, source: ImageInput) -> tuple[torch.Tensor, bytes | None]:
+        """The pixels of one image and the encoded bytes they were decoded from; decoding
+        waits for its share of the ``budget``, held until the full-size image is freed."""
+        with self.budget.hold() as reserve:
+            image, data = read_image(source, draft_size=self.draft_size, reserve=reserve)
+            if self.resize_mode == "shortest":
+                image = _limit_aspect(image)
+            return self.transform(image), data
 
 
 def make_preprocessor(
-    architecture: str, tag_config: dict[str, Any], *, draft_decoding: bool = False
+    architecture: str,
+    tag_config: dict[str, Any],
+    *,
+    draft_decoding: bool = False,
+    decode_memory: int = DEFAULT_DECODE_MEMORY,
 ) -> ImagePreprocessor:
     """The preprocessing open_clip gives ``architecture`` with a pretrained tag's settings
-    (``{}`` for a local weights file); ``draft_decoding`` keeps >= 2x the input size."""
+    (``{}`` for a local weights file); ``draft_decoding`` keeps >= 2x the input size;
+    ``decode_memory`` MiB are shared by images decoding at once."""
     config = merge_preprocess_dict(PreprocessCfg(), tag_config)
     size = open_clip.get_model_config(architecture)["vision_cfg"]["image_size"]
     config["size"] = (size, size) if isinstance(size, int) else tuple(size)
@@ -98,6 +115,7 @@ def make_preprocessor(
         transform=image_transform_v2(settings, is_train=False),
         resize_mode=settings.resize_mode,
         draft_size=2 * max(config["size"]) if draft_decoding else None,
+        budget=DecodeBudget(decode_memory << 20),
     )
 
 
@@ -111,6 +129,7 @@ class Encoder:
             low-precision weights (LayerNorm kept in fp32) on CPU, where autocast measured slower.
         cache_dir: Where open_clip downloads weights (default: the Hugging Face cache).
         draft_decoding: Decode large JPEGs at reduced scale (see :class:`ImagePreprocessor`).
+        decode_memory: MiB that images decoding at once may take.
     """
 
     def __init__(
@@ -121,6 +140,7 @@ class Encoder:
         precision: str,
         cache_dir: str | os.PathLike[str] | None = None,
         draft_decoding: bool = False,
+        decode_memory: int = DEFAULT_DECODE_MEMORY,
     ) -> None:
         self.resolved = resolved
         self.device = device
@@ -150,7 +170,10 @@ class Encoder:
             ) from e
         self.model = model.eval()
         self.preprocessor = make_preprocessor(
-            resolved.architecture, preprocess_cfg, draft_decoding=draft_decoding
+            resolved.architecture,
+            preprocess_cfg,
+            draft_decoding=draft_decoding,
+            decode_memory=decode_memory,
         )
         self.tokenizer = _tokenizer(resolved, cache)
         self.logit_scale = float(model.logit_scale.detach().exp())
@@ -159,6 +182,10 @@ class Encoder:
     def pixels(self, source: ImageInput) -> torch.Tensor:
         """Load and preprocess one image into a ``(3, H, W)`` float tensor on the CPU."""
         return self.preprocessor(source)
+
+    def prepare(self, source: ImageInput) -> tuple[torch.Tensor, bytes | None]:
+        """:meth:`pixels`, and the encoded bytes they were decoded from."""
+        return self.preprocessor.prepare(source)
 
     @torch.inference_mode()
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:

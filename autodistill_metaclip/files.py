@@ -1,10 +1,17 @@
-"""Writing files safely: every file this package writes appears whole or not at all, and an
-output folder has one writer at a time (a lock file holding the writer's pid)."""
+"""Files read and written safely.
+
+Every file this package writes appears whole or not at all (a temporary file beside it, then one
+rename), never through a symbolic link; an output folder has one writer at a time (a lock file
+holding the writer's pid). Every user file it reads (ontology, model config, index, manifest) is
+checked to be a regular file and read with a size cap, so a FIFO, ``/dev/zero`` or a huge file
+is an error, not a hang or a ``MemoryError``.
+"""
 
 from __future__ import annotations
 
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,7 +35,8 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
     """
     target = Path(path)
     temporary = target.with_name(f"{PARTIAL_PREFIX}{secrets.token_hex(8)}-{target.name}")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    descriptor = os.open(temporary, flags, 0o666)
     try:
         text = "b" not in mode
         with os.fdopen(
@@ -39,6 +47,63 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def read_file(path: str | os.PathLike[str], limit: int, name: str) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes.
+
+    Raises:
+        ValueError: Naming ``name`` (the argument or option the path came from) and the path:
+            it is missing, not a regular file (a folder, FIFO, device...), or over ``limit``.
+            A FIFO or device is refused without being read or waited on.
+    """
+    shown = f"{name}: {os.fspath(path)!r}"
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except OSError as e:
+        raise ValueError(f"{shown} cannot be read ({e.strerror or e})") from None
+    info = os.fstat(descriptor)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(descriptor)
+        raise ValueError(f"{shown} is not a regular file")
+    with os.fdopen(descriptor, "rb") as file:
+        if info.st_size > limit:
+            raise ValueError(f"{shown} is larger than the {limit:,} bytes allowed")
+        data = file.read(limit + 1)
+    if len(data) > limit:  # grew while being read
+        raise ValueError(f"{shown} is larger than the {limit:,} bytes allowed")
+    return data
+
+
+def make_folders(root: Path, relative: str) -> Path:
+    """Create ``root/relative`` folder by folder, refusing any part that is a link or a file.
+
+    Raises:
+        FileExistsError: A part of the path below ``root`` is a symbolic link (which this tool
+            never writes through) or not a folder.
+    """
+    folder = root
+    for part in Path(relative).parts:
+        folder = folder / part
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            if folder.is_symlink() or not folder.is_dir():
+                kind = "a symbolic link" if folder.is_symlink() else "not a folder"
+                raise FileExistsError(
+                    f"output_folder: {str(folder)!r} is {kind}; this tool writes only into "
+                    "folders it can see are real, never through links: remove it"
+                ) from None
+    return folder
+
+
+def refuse_link(path: Path) -> None:
+    """Refuse a path that is a symbolic link (a file this tool would write or remove)."""
+    if path.is_symlink():
+        raise FileExistsError(
+            f"output_folder: {str(path)!r} is a symbolic link; this tool never writes or "
+            "removes through links: remove it"
+        )
 
 
 _HELD: set[Path] = set()  # locks held by this process
@@ -75,7 +140,7 @@ def acquire_lock(lock: Path, output: Path) -> Path:
 
 def _holder(lock: Path) -> int | None:
     try:
-        return int(lock.read_text(encoding="utf-8").strip())
+        return int(read_file(lock, 64, "lock").decode("ascii").strip())
     except (OSError, ValueError):
         return None
 

@@ -14,37 +14,55 @@ Example:
 
 from __future__ import annotations
 
-import errno
+import base64
+import http.client
 import io
 import logging
 import os
-import stat
+import re
+import socket
+import ssl
 import struct
+import threading
 import time
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import IO, Any, TypeAlias
+from urllib.parse import unquote, urljoin, urlsplit
 
 import numpy as np
-import requests
-import urllib3
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from autodistill_metaclip import sources
 from autodistill_metaclip.errors import ImageLoadError
+from autodistill_metaclip.sources import SourceFile
 
-ImageInput: TypeAlias = "str | os.PathLike[str] | Image.Image | np.ndarray | bytes"
+ImageInput: TypeAlias = "str | os.PathLike[str] | Image.Image | np.ndarray | bytes | SourceFile"
+Reserve: TypeAlias = Callable[[int], None]
 
 URL_TIMEOUT = 10.0
-"""Seconds to wait for a server to connect or send more data; also the limit for the whole body."""
+"""Seconds for everything one URL takes: connecting, each redirect, the headers and the body."""
 MAX_URL_BYTES = 64 * 1024 * 1024
+"""Largest URL body, before and after gzip/deflate decoding."""
+MAX_REDIRECTS = 5
+DEFAULT_DECODE_MEMORY = 1024
+"""MiB that images being decoded at once may take (``MetaCLIP(decode_memory=...)``)."""
 _BYTE_TYPES = (bytes, bytearray, memoryview)
 _WHITE = (255, 255, 255, 255)
+_SECRET_PARAMETER = re.compile(r"sig|signature|token|key|secret|password|credential|auth", re.I)
+_STORAGE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+"""Bytes per pixel Pillow stores for a mode (4 for every other mode, RGB included)."""
+_STRIP_ROWS = 256
 logger = logging.getLogger(__name__)
 
 
 def describe(source: Any) -> str:
-    """A short, readable name for an input, used in every error message."""
+    """A short, readable name for an input, used in every error message (no credentials)."""
+    if isinstance(source, SourceFile):
+        return repr(redact(source.location))
     if isinstance(source, str | os.PathLike):
-        return repr(os.fspath(source))
+        return repr(redact(os.fspath(source)))
     if isinstance(source, Image.Image):
         return f"<PIL image {source.mode} {source.width}x{source.height}>"
     if isinstance(source, np.ndarray):
@@ -54,11 +72,28 @@ def describe(source: Any) -> str:
     return f"<{type(source).__name__}>"
 
 
+def redact(location: str) -> str:
+    """A URL or URI without its secrets: the user info, and query values named like
+    signatures, tokens or keys (``X-Amz-Signature``, ``access_token``...) become ``***``."""
+    if "://" not in location:
+        return location
+    parts = urlsplit(location)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = "&".join(
+        f"{name}=***" if _SECRET_PARAMETER.search(name) else f"{name}={value}" if sep else name
+        for name, sep, value in (item.partition("=") for item in parts.query.split("&") if item)
+    )
+    return parts._replace(netloc=netloc, query=query).geturl()
+
+
 def load_image(source: ImageInput, *, draft_size: int | None = None) -> Image.Image:
     """Load any supported input as an upright RGB image.
 
     Args:
-        source: Path, URL, filesystem URI, PIL image, BGR numpy array or encoded bytes.
+        source: Path, URL, filesystem URI, listed ``SourceFile``, PIL image, BGR numpy array
+            or encoded bytes.
         draft_size: If set, JPEGs at least twice this size in both sides are decoded at a
             reduced scale (Pillow's draft mode) that keeps both sides >= ``draft_size``.
 
@@ -66,24 +101,84 @@ def load_image(source: ImageInput, *, draft_size: int | None = None) -> Image.Im
         ImageLoadError: The input cannot be read as an image; the message names it and why.
         TypeError: The input is of no supported type (``None``, a number, ...).
     """
+    return read_image(source, draft_size=draft_size)[0]
+
+
+def read_image(
+    source: ImageInput, *, draft_size: int | None = None, reserve: Reserve | None = None
+) -> tuple[Image.Image, bytes | None]:
+    """:func:`load_image`, also returning the encoded bytes it decoded (``None`` for a PIL
+    image or array): a file is read once, and what was decoded is what a caller may copy.
+
+    ``reserve(n)`` is called with the estimated bytes decoding will take, once the image's
+    header is read and before its pixels are (see :class:`DecodeBudget`).
+    """
     if isinstance(source, Image.Image):
-        return _upright_rgb(source, describe(source))
+        return _upright_rgb(source, describe(source)), None
     if isinstance(source, np.ndarray):
-        return from_array(source)
+        return from_array(source), None
     if isinstance(source, _BYTE_TYPES):
-        return _decode(io.BytesIO(source), describe(source), draft_size)
-    if isinstance(source, str) and source.lower().startswith(("http://", "https://")):
-        return _decode(io.BytesIO(_download(source)), repr(source), draft_size)
-    if isinstance(source, str) and sources.is_uri(source):
-        return _decode(io.BytesIO(sources.read_bytes(source)), repr(source), draft_size)
-    if isinstance(source, str | os.PathLike):
-        path = os.fspath(source)
-        with _open_file(path) as file:
-            return _decode(file, repr(path), draft_size)
-    raise TypeError(
-        "image: expected a file path, URL, PIL image, numpy array or bytes, "
-        f"but got {type(source).__name__}"
-    )
+        data = bytes(source)
+    elif isinstance(source, SourceFile):
+        data = sources.read(source)
+    elif isinstance(source, str) and source.lower().startswith(("http://", "https://")):
+        data = _download(source)
+    elif isinstance(source, str) and sources.is_uri(source):
+        data = sources.read_bytes(source)
+    elif isinstance(source, str | os.PathLike):
+        data = sources.read_local(os.fspath(source))
+    else:
+        raise TypeError(
+            "image: expected a file path, URL, PIL image, numpy array or bytes, "
+            f"but got {type(source).__name__}"
+        )
+    return _decode(io.BytesIO(data), describe(source), draft_size, reserve), data
+
+
+class DecodeBudget:
+    """A cap on the memory of images being decoded at once, shared by loading threads.
+
+    Each image reserves an estimate of its decoding peak (its encoded bytes, its pixels as
+    Pillow stores them, and the RGB conversion) once its header says how large it is, and waits
+    while others hold the budget; an image alone may always go ahead, however large.
+
+    Example:
+        >>> budget = DecodeBudget(1 << 30)
+        >>> with budget.hold() as reserve:
+        ...     reserve(100 << 20)  # blocks while others hold more than 924 MiB
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._used = 0
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def hold(self) -> Iterator[Reserve]:
+        """A ``reserve(n)`` to call once; what it took is given back on leaving."""
+        taken = 0
+
+        def reserve(size: int) -> None:
+            nonlocal taken
+            with self._changed:
+                while self._used and self._used + size > self.limit:
+                    self._changed.wait()
+                self._used += size
+                taken += size
+
+        try:
+            yield reserve
+        finally:
+            with self._changed:
+                self._used -= taken
+                self._changed.notify_all()
+
+
+def decoding_bytes(image: Image.Image, encoded: int) -> int:
+    """Estimated peak bytes of decoding ``image`` to RGB: the encoded file, the decoded pixels,
+    and two more RGB-sized buffers (transparency is composited, then converted)."""
+    pixels = image.width * image.height
+    return encoded + pixels * (_STORAGE_BYTES.get(image.mode, 4) + 8)
 
 
 def from_array(array: np.ndarray) -> Image.Image:
@@ -110,57 +205,105 @@ def from_array(array: np.ndarray) -> Image.Image:
     return _on_white(rgba)
 
 
-def _open_file(path: str) -> IO[bytes]:
-    """Open a regular file for reading, or say precisely why it cannot be an image."""
-    name = repr(path)
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        problem = "broken symlink" if os.path.islink(path) else "file not found"
-        raise ImageLoadError(f"{name}: {problem}") from None
-    except OSError as e:
-        problem = "symlink loop" if e.errno == errno.ELOOP else (e.strerror or str(e))
-        raise ImageLoadError(f"{name}: {problem}") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise ImageLoadError(f"{name}: is a directory, not an image file")
-    if not stat.S_ISREG(info.st_mode):
-        raise ImageLoadError(f"{name}: not a regular file")
-    if info.st_size == 0:
-        raise ImageLoadError(f"{name}: the file is empty (0 bytes)")
-    try:
-        return open(path, "rb")
-    except OSError as e:
-        raise ImageLoadError(f"{name}: cannot open ({e.strerror or e})") from None
-
-
 def _download(url: str) -> bytes:
-    """Fetch a URL's body, refusing errors, non-images, slow drips and endless bodies."""
+    """Fetch a URL's body within one deadline (:data:`URL_TIMEOUT`) for connecting, every
+    redirect, the headers and the body; errors, non-images and oversized bodies are refused."""
+    shown = repr(redact(url))
     deadline = time.monotonic() + URL_TIMEOUT
+    for _ in range(MAX_REDIRECTS + 1):
+        try:
+            redirect, body = _fetch(url, deadline, shown)
+        except (OSError, http.client.HTTPException) as e:
+            if time.monotonic() >= deadline:
+                raise ImageLoadError(f"{shown}: not complete within {URL_TIMEOUT:g}s") from None
+            raise ImageLoadError(f"{shown}: download failed ({type(e).__name__}: {e})") from None
+        if redirect is None:
+            return body
+        url, shown = redirect, repr(redact(redirect))
+    raise ImageLoadError(f"{shown}: more than {MAX_REDIRECTS} redirects")
+
+
+def _fetch(url: str, deadline: float, shown: str) -> tuple[str | None, bytes]:
+    """One request: ``(redirect target, b"")`` or ``(None, body)``. At the deadline the socket
+    is shut down from a timer, so no server can hold a read open by dripping bytes."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ImageLoadError(f"{shown}: not an http(s) URL")
+    secure = parts.scheme.lower() == "https"
+    port = parts.port or (443 if secure else 80)
+    sock = socket.create_connection((parts.hostname, port), timeout=_left(deadline))
+    timer = threading.Timer(_left(deadline), _shut, (sock,))
+    timer.daemon = True
+    timer.start()
+    kind = http.client.HTTPSConnection if secure else http.client.HTTPConnection
+    connection = kind(parts.hostname, port, timeout=_left(deadline))
     try:
-        with requests.get(url, timeout=URL_TIMEOUT, stream=True) as response:
-            if response.status_code != 200:
-                raise ImageLoadError(
-                    f"{url!r}: HTTP {response.status_code} {response.reason or ''}".rstrip()
-                )
-            content_type = response.headers.get("Content-Type", "")
-            if content_type.startswith(("text/", "application/json")):
-                raise ImageLoadError(f"{url!r}: the server sent {content_type}, not an image")
-            body = bytearray()
-            # read1 returns what has arrived, so both limits are checked as data trickles in.
-            while chunk := response.raw.read1(65536):
-                body += chunk
-                if len(body) > MAX_URL_BYTES:
-                    raise ImageLoadError(f"{url!r}: body larger than {MAX_URL_BYTES} bytes")
-                if time.monotonic() > deadline:
-                    raise ImageLoadError(f"{url!r}: body not complete within {URL_TIMEOUT:g}s")
-    except (requests.Timeout, urllib3.exceptions.TimeoutError):
-        raise ImageLoadError(f"{url!r}: no answer within {URL_TIMEOUT:g}s") from None
-    except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
-        raise ImageLoadError(f"{url!r}: download failed ({type(e).__name__}: {e})") from None
+        if secure:
+            context = ssl.create_default_context()
+            sock = context.wrap_socket(sock, server_hostname=parts.hostname)
+        connection.sock = sock
+        headers = {"Accept-Encoding": "gzip, deflate", "User-Agent": "autodistill-metaclip"}
+        if parts.username is not None:
+            login = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(login.encode()).decode()
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        connection.request("GET", target, headers=headers)
+        response = connection.getresponse()
+        location = response.getheader("Location")
+        if response.status in (301, 302, 303, 307, 308) and location:
+            return urljoin(url, location), b""
+        if response.status != 200:
+            raise ImageLoadError(f"{shown}: HTTP {response.status} {response.reason}".rstrip())
+        content_type = response.getheader("Content-Type", "")
+        if content_type.startswith(("text/", "application/json")):
+            raise ImageLoadError(f"{shown}: the server sent {content_type}, not an image")
+        body = _body(response, response.getheader("Content-Encoding", ""), shown)
+        _left(deadline)  # a body cut short by the deadline's shutdown is no body
+        return None, body
+    finally:
+        timer.cancel()
+        connection.close()
+        sock.close()
+
+
+def _body(response: http.client.HTTPResponse, encoding: str, shown: str) -> bytes:
+    """The body, gzip/deflate decoded; both sizes capped at :data:`MAX_URL_BYTES`."""
+    encoding = encoding.strip().lower()
+    if encoding not in ("", "identity", "gzip", "x-gzip", "deflate"):
+        raise ImageLoadError(f"{shown}: unsupported Content-Encoding {encoding!r}")
+    inflate = zlib.decompressobj(32 + zlib.MAX_WBITS) if encoding not in ("", "identity") else None
+    received, body = 0, bytearray()
+    while chunk := response.read1(65536):
+        received += len(chunk)
+        if inflate is not None:
+            try:
+                # At most one byte over the cap comes out: enough to refuse it.
+                chunk = inflate.decompress(chunk, MAX_URL_BYTES + 1 - len(body))
+            except zlib.error as e:
+                raise ImageLoadError(f"{shown}: corrupt {encoding} body ({e})") from None
+        body += chunk
+        if received > MAX_URL_BYTES or len(body) > MAX_URL_BYTES:
+            raise ImageLoadError(f"{shown}: body larger than {MAX_URL_BYTES} bytes")
     return bytes(body)
 
 
-def _decode(file: IO[bytes], name: str, draft_size: int | None) -> Image.Image:
+def _left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("deadline passed")
+    return left
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed
+
+
+def _decode(
+    file: io.BytesIO, name: str, draft_size: int | None, reserve: Reserve | None
+) -> Image.Image:
     """Decode fully (so truncation is caught here, not later) and return upright RGB."""
     try:
         image = _open(file, name)
@@ -178,6 +321,8 @@ def _decode(file: IO[bytes], name: str, draft_size: int | None) -> Image.Image:
         )
     if draft_size and image.format == "JPEG" and min(image.size) >= 2 * draft_size:
         image.draft(image.mode, (draft_size, draft_size))
+    if reserve is not None:
+        reserve(decoding_bytes(image, file.getbuffer().nbytes))
     try:
         image.load()
     except Exception as e:
@@ -223,7 +368,8 @@ def _sniff(file: IO[bytes]) -> str:
 
 def _upright_rgb(image: Image.Image, name: str) -> Image.Image:
     try:
-        image = ImageOps.exif_transpose(image) or image
+        if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+            image = ImageOps.exif_transpose(image)
     except Exception as e:  # a corrupt EXIF block must not cost the image
         logger.debug("%s: EXIF orientation ignored (%s)", name, e)
     try:
@@ -238,10 +384,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if mode == "RGB":
         return image
     if mode.startswith("I") or mode == "F":
-        values = np.asarray(image, dtype=np.float64)
-        wide = mode.startswith("I;16") or (mode == "I" and values.max(initial=0) > 255)
-        grey = np.clip(values / 257 if wide else values, 0, 255).round().astype(np.uint8)
-        return Image.fromarray(grey, "L").convert("RGB")
+        return _wide_grey_to_rgb(image)
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         return _on_white(image.convert("RGBA"))
     return image.convert("RGB")
@@ -250,3 +393,18 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def _on_white(rgba: Image.Image) -> Image.Image:
     background = Image.new("RGBA", rgba.size, _WHITE)
     return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _wide_grey_to_rgb(image: Image.Image) -> Image.Image:
+    """16/32-bit integer or float greyscale as RGB: 16-bit data scaled by 1/257, others
+    clipped to 0-255; converted in strips of rows, so the float copy stays small."""
+    mode = image.mode
+    high = image.getextrema()[1]
+    wide = mode.startswith("I;16") or (mode == "I" and isinstance(high, int | float) and high > 255)
+    grey = Image.new("L", image.size)
+    for top in range(0, image.height, _STRIP_ROWS):
+        box = (0, top, image.width, min(top + _STRIP_ROWS, image.height))
+        values = np.asarray(image.crop(box), dtype=np.float64)
+        strip = np.clip(values / 257 if wide else values, 0, 255).round().astype(np.uint8)
+        grey.paste(Image.fromarray(strip, "L"), box)
+    return grey.convert("RGB")

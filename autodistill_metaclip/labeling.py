@@ -12,13 +12,24 @@ Layout written (``layout="val"`` names the middle split ``val``, as ultralytics 
 
 A run has three phases:
 
-1. **record** (the part that resumes): each image is predicted once; its manifest row is
-   appended, and the embedding of a labelled image kept (in chunks, written atomically);
+1. **record** (the part that resumes): each image is read once, and predicted; the bytes
+   that were classified are kept (``.autodistill-metaclip/staged/``, written atomically), its
+   manifest row appended, and the embedding of a labelled image kept (in chunks);
 2. **split**: stratified by predicted class, near-duplicates kept in one split
    (:mod:`autodistill_metaclip.splits`), from the embeddings: seeded and deterministic;
-3. **layout**: the class folders, the copies (original bytes, written atomically), the
+3. **layout**: the class folders, the copies (the kept bytes, renamed into place), the
    manifest and ``classes.txt``, and the removal of copies this tool wrote that are no longer
    planned.
+
+Input files are never read twice, so a file swapped during a run cannot enter the dataset
+under another file's label; a symbolic link is followed only if it leads to a file inside
+``input_folder`` (``follow_links=True``: anywhere). The tool never writes or removes through a
+symbolic link in ``output_folder``: one planted where it writes is refused, naming it.
+
+The manifest is UTF-8 CSV for programs and spreadsheets alike: a file name that is not valid
+UTF-8 is escaped (:func:`autodistill_metaclip.sources.escape_key`), and a cell a spreadsheet
+would evaluate as a formula (starting with ``= + - @``, tab or carriage return), or starting
+with ``'``, is written with a leading ``'``: :func:`read_manifest` removes it again.
 
 ``resume=True`` continues a run only with the same settings (``run.json``; otherwise refused,
 naming each difference), redoing only new, changed, failed or invalid rows; removed inputs leave
@@ -29,6 +40,8 @@ split folders hold anything else. One process at a time holds an output folder (
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import json
 import logging
 import math
@@ -47,7 +60,15 @@ import supervision as sv
 from tqdm.auto import tqdm
 
 from autodistill_metaclip import sources, splits
-from autodistill_metaclip.files import PARTIAL_PREFIX, acquire_lock, atomic_write, release_lock
+from autodistill_metaclip.files import (
+    PARTIAL_PREFIX,
+    acquire_lock,
+    atomic_write,
+    make_folders,
+    read_file,
+    refuse_link,
+    release_lock,
+)
 from autodistill_metaclip.results import Classifier, Prediction
 from autodistill_metaclip.sources import SourceFile
 from autodistill_metaclip.splits import Split, check_split
@@ -60,13 +81,25 @@ STATE = ".autodistill-metaclip"
 COLUMNS = ("image", "status", "class", "confidence", "split", "error", "stamp")
 STATUSES = ("labeled", "unlabeled", "failed")
 JOURNAL = "written.json"
+STAGED = "staged"
+MAX_STATE_BYTES = 1 << 30
+"""Largest manifest or journal read back (about ten million rows)."""
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
 _CHUNK = 256  # predictions recorded together: at most this many are redone after a kill
 _LEFTOVER = re.compile(rf"^{re.escape(PARTIAL_PREFIX)}[0-9a-f]{{16}}-")
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
 _RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$", re.IGNORECASE)
 logger = logging.getLogger(__name__)
 
-__all__ = ["DatasetFolder", "Split", "check_split", "label_folder", "run_settings", "summarize"]
+__all__ = [
+    "DatasetFolder",
+    "Split",
+    "check_split",
+    "label_folder",
+    "read_manifest",
+    "run_settings",
+    "summarize",
+]
 
 
 def label_folder(
@@ -81,6 +114,7 @@ def label_folder(
     layout: str = "valid",
     near_duplicates: float | None = 0.98,
     recursive: bool = False,
+    follow_links: bool = False,
     overwrite: bool = False,
     resume: bool = False,
     progress: bool = True,
@@ -103,6 +137,8 @@ def label_folder(
         near_duplicates: Images of one class at least this cosine-similar share a split;
             ``None`` turns the grouping off.
         recursive: Also label images in subfolders.
+        follow_links: Follow symbolic links wherever they lead; by default only to files inside
+            ``input_folder`` (others are reported as failed).
         overwrite: Replace what an earlier run of this tool wrote in ``output_folder``.
         resume: Continue an earlier run with the same settings: only new, changed and failed
             images are predicted; removed ones leave the dataset.
@@ -126,19 +162,22 @@ def label_folder(
         layout=layout,
         near_duplicates=splits.check_threshold(near_duplicates),
         recursive=recursive,
+        follow_links=bool(follow_links),
     )
     source_root = os.fspath(input_folder)
     output = _output_folder(source_root, output_folder)
     if overwrite and resume:
         raise ValueError("overwrite, resume: expected at most one of them, but got both")
-    files = sources.list_images(source_root, extension, recursive=recursive, exclude=output)
+    files = sources.list_images(
+        source_root, extension, recursive=recursive, exclude=output, follow_links=follow_links
+    )
     with DatasetFolder(output, settings, classes, overwrite=overwrite, resume=resume) as folder:
         todo = folder.todo(files)
         if len(todo) < len(files):
             logger.info(
                 "resuming: %d of %d images already done", len(files) - len(todo), len(files)
             )
-        predictions = model.iter_predictions([f.location for f in todo], settings["confidence"])
+        predictions = model.iter_predictions(todo, settings["confidence"], keep_data=True)
         bar = tqdm(total=len(todo), desc="Labeling", unit="img", disable=not progress)
         with bar, closing(predictions):
             for prediction in predictions:
@@ -230,6 +269,7 @@ class DatasetFolder:
         self._pending = _Pending([], [], [])
 
     def __enter__(self) -> DatasetFolder:
+        self._refuse_links()
         existing = self.output.is_dir() and any(self.output.iterdir())
         ours = (self.state / "run.json").is_file()
         if existing and not (self.overwrite or self.resume):
@@ -240,7 +280,8 @@ class DatasetFolder:
                 "choose another output_folder"
             )
         new_state = not self.state.exists()
-        self.state.mkdir(parents=True, exist_ok=True)
+        self.output.mkdir(parents=True, exist_ok=True)
+        make_folders(self.output, STATE)
         try:
             self._lock = acquire_lock(self.state / "lock", self.output)
         except BaseException:
@@ -262,6 +303,19 @@ class DatasetFolder:
             raise
         return self
 
+    def _refuse_links(self) -> None:
+        """Refuse symbolic links planted where this tool writes or removes files."""
+        places = [self.state, self.output / MANIFEST, self.output / CLASSES_FILE]
+        folders = [self.state, self.state / "embeddings", self.state / STAGED]
+        for split in sorted({*LAYOUTS["valid"], *LAYOUTS["val"]}):
+            places.append(self.output / split)
+            folders.append(self.output / split)
+        for folder in folders:
+            if folder.is_dir() and not folder.is_symlink():
+                places += folder.iterdir()
+        for path in places:
+            refuse_link(path)
+
     def __exit__(self, error_type: Any, *_: Any) -> None:
         try:
             if error_type is not None and not issubclass(error_type, OSError):
@@ -276,21 +330,46 @@ class DatasetFolder:
         kept embedding. Rows of files no longer listed are dropped."""
         listed = {f.key for f in files}
         self.rows = {k: r for k, r in self.rows.items() if k in listed}
-        return [f for f in files if not self._done(f)]
+        copies = self._copies(self._written())
+        return [f for f in files if not self._done(f, copies)]
 
-    def _done(self, file: SourceFile) -> bool:
+    def _done(self, file: SourceFile, copies: dict[tuple[str, str], Path]) -> bool:
         row = self.rows.get(file.key)
         if row is None or row["stamp"] != file.stamp or row["status"] == "failed":
             return False
-        return row["status"] == "unlabeled" or file.key in self.vectors
+        if row["status"] == "unlabeled":
+            return True
+        kept = self._staged(file.key).is_file() or (file.key, file.stamp) in copies
+        return file.key in self.vectors and kept
+
+    def _staged(self, key: str) -> Path:
+        """Where the classified bytes of ``key`` wait for the layout."""
+        return self.state / STAGED / hashlib.sha256(key.encode("utf-8")).hexdigest()[:40]
+
+    def _copies(self, written: dict[str, list[str]]) -> dict[tuple[str, str], Path]:
+        """The copies an earlier layout left, by ``(key, stamp)``: plain files only."""
+        copies = {}
+        for relative, (key, stamp) in written.items():
+            path = self.output / relative
+            if path.is_file() and not path.is_symlink():
+                copies[key, stamp] = path
+        return copies
 
     def record(self, file: SourceFile, prediction: Prediction) -> None:
-        """Keep one prediction of ``file`` (appended to disk in chunks)."""
+        """Keep one prediction of ``file`` (appended to disk in chunks) and, if it is labelled,
+        the bytes it was made from (``keep_data=True``)."""
         if prediction.error is not None:
             self.add(file, "failed", error=str(prediction.error))
         else:
             name, probability = prediction.best
-            self.add(file, prediction.status, name, probability, vector=prediction.embedding)
+            self.add(
+                file,
+                prediction.status,
+                name,
+                probability,
+                vector=prediction.embedding,
+                data=prediction.data,
+            )
 
     def add(
         self,
@@ -300,8 +379,16 @@ class DatasetFolder:
         probability: float | None = None,
         error: str = "",
         vector: np.ndarray | None = None,
+        data: bytes | None = None,
     ) -> None:
-        """Keep one result (``status`` one of :data:`STATUSES`)."""
+        """Keep one result (``status`` one of :data:`STATUSES`); a labelled one needs the
+        ``vector`` and the ``data`` it was classified from (the dataset's copy)."""
+        if status == "labeled":
+            if vector is None or data is None:
+                raise ValueError(f"{file.key!r}: a labelled result needs its vector and data")
+            make_folders(self.state, STAGED)
+            with atomic_write(self._staged(file.key)) as f:
+                f.write(data)
         row = {
             "image": file.key,
             "status": status,
@@ -334,15 +421,14 @@ class DatasetFolder:
                 )
         if pending.rows:
             manifest = self.output / MANIFEST
-            new = not manifest.exists()
-            torn = not new and _ends_without_newline(manifest)
-            with open(manifest, "a", encoding="utf-8", newline="") as f:
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+            with open(os.open(manifest, flags, 0o666), "a", encoding="utf-8", newline="") as f:
                 writer = csv.DictWriter(f, COLUMNS)
-                if new:
+                if f.tell() == 0:
                     writer.writeheader()
-                if torn:
+                elif _ends_without_newline(manifest):
                     f.write("\r\n")  # end a row torn by a crash: it is invalid, not merged
-                writer.writerows(pending.rows)
+                writer.writerows(map(_neutralised, pending.rows))
 
     # phases 2 and 3: split and layout --------------------------------------------------
 
@@ -350,7 +436,6 @@ class DatasetFolder:
         """Decide the splits, write the folders, copies, manifest and class list."""
         self._flush()
         names = file_names([f.key for f in files])
-        by_key = {f.key: f for f in files}
         labelled = sorted(k for k, r in self.rows.items() if r["status"] == "labeled")
         chosen = splits.assign(
             [self.rows[k]["class"] for k in labelled],
@@ -367,12 +452,12 @@ class DatasetFolder:
         for row in self.rows.values():
             if row["status"] != "labeled":
                 row["split"] = ""
-        self._write_copies(planned, by_key)
+        self._write_copies(planned)
         ordered = sorted(self.classes, key=lambda c: self.folders[c])
         with atomic_write(self.output / MANIFEST, "w") as f:
             writer = csv.DictWriter(f, COLUMNS)
             writer.writeheader()
-            writer.writerows(self.rows[f.key] for f in files if f.key in self.rows)
+            writer.writerows(_neutralised(self.rows[f.key]) for f in files if f.key in self.rows)
         with atomic_write(self.output / CLASSES_FILE, "w") as f:
             f.write("".join(f"{name}\n" for name in ordered))
         _log_summary(self.rows.values(), self.output)
@@ -390,24 +475,40 @@ class DatasetFolder:
             },
         )
 
-    def _write_copies(self, planned: dict[str, str], by_key: dict[str, SourceFile]) -> None:
-        """Journal first (what this tool may have written, and from which file), then copy;
-        then forget the rest. A copy is kept only if the journal says it holds that same file."""
+    def _write_copies(self, planned: dict[str, str]) -> None:
+        """Journal first (what this tool may have written, and from which file); then move
+        each copy into place: the kept bytes, or an earlier copy of the same file (moved aside
+        first, so no rename can land on a copy still needed); then forget the rest."""
         written = self._written()
-        wanted = {relative: [key, by_key[key].stamp] for relative, key in planned.items()}
-        for relative in written.keys() - wanted.keys():
-            _remove_ours(self.output / relative)
+        wanted = {relative: [key, self.rows[key]["stamp"]] for relative, key in planned.items()}
         _save_journal(self.state / JOURNAL, {**written, **wanted})
         for split in self.splits:
             for folder in self.folders.values():
-                (self.output / split / folder).mkdir(parents=True, exist_ok=True)
+                make_folders(self.output, f"{split}/{folder}")
+        copies = self._copies(written)
+        moving = {}
         for relative, key in planned.items():
             target = self.output / relative
-            same = written.get(relative) == wanted[relative] and key not in self.fresh
-            if not (same and target.is_file() and not target.is_symlink()):
-                _remove_ours(target)
-                with atomic_write(target) as file:
-                    sources.copy_into(by_key[key].location, file)
+            if written.get(relative) != wanted[relative] or key in self.fresh:
+                moving[relative] = key
+            elif not (target.is_file() and not target.is_symlink()):
+                moving[relative] = key
+        for key in moving.values():
+            earlier = copies.get((key, self.rows[key]["stamp"]))
+            if earlier is not None and key not in self.fresh and earlier.is_file():
+                make_folders(self.state, STAGED)
+                os.replace(earlier, self._staged(key))
+        for relative in written.keys() - wanted.keys():
+            _remove_ours(self.output / relative)
+        for relative, key in moving.items():
+            staged = self._staged(key)
+            if not staged.is_file():
+                raise FileNotFoundError(
+                    f"output_folder: the kept copy of {key!r} ({str(staged)!r}) went missing "
+                    "during the run; run again with resume=True to redo it"
+                )
+            refuse_link(self.output / relative)
+            os.replace(staged, self.output / relative)
         _save_journal(self.state / JOURNAL, wanted)
 
     # state of an earlier run ------------------------------------------------------------
@@ -415,17 +516,23 @@ class DatasetFolder:
     def _written(self) -> dict[str, list[str]]:
         """The journal: ``{path relative to the output: [input key, its stamp]}``."""
         path = self.state / JOURNAL
+        if not path.exists():
+            return {}
         try:
-            journal = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-        except (OSError, ValueError) as e:
-            raise ValueError(
-                f"output_folder: this tool's journal {str(path)!r} is unreadable ({e})"
-            ) from e
-        return journal if isinstance(journal, dict) else {}
+            journal = json.loads(read_file(path, MAX_STATE_BYTES, "output_folder"))
+        except ValueError as e:
+            raise ValueError(f"output_folder: this tool's journal {str(path)!r}: {e}") from e
+        if not isinstance(journal, dict) or not all(
+            isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v)
+            for v in journal.values()
+        ):
+            raise ValueError(f"output_folder: this tool's journal {str(path)!r} is malformed")
+        return journal
 
     def _check_same_run(self) -> None:
         try:
-            earlier = json.loads((self.state / "run.json").read_text(encoding="utf-8"))["settings"]
+            data = read_file(self.state / "run.json", MAX_STATE_BYTES, "resume")
+            earlier = json.loads(data)["settings"]
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ValueError(f"resume: cannot read the earlier run's settings ({e})") from e
         differences = [
@@ -450,7 +557,7 @@ class DatasetFolder:
             except (OSError, ValueError, KeyError) as e:
                 logger.warning("ignoring an unreadable embedding chunk %s (%s)", chunk, e)
         valid = set(self.splits) | {""}
-        for key, row in _read_manifest(self.output / MANIFEST).items():
+        for key, row in read_manifest(self.output / MANIFEST).items():
             if _valid_row(row, set(self.classes), valid):
                 self.rows[key] = row
             else:
@@ -483,7 +590,7 @@ class DatasetFolder:
                 shutil.rmtree(self.output / split)  # only this tool's files, checked above
         for name in (MANIFEST, CLASSES_FILE):
             _remove_ours(self.output / name)
-        for name in ("embeddings", JOURNAL, "run.json"):
+        for name in ("embeddings", STAGED, JOURNAL, "run.json"):
             target = self.state / name
             if target.is_dir():
                 shutil.rmtree(target)
@@ -502,7 +609,7 @@ def refuse_existing(output: Path, *, overwrite: bool) -> None:
 
 def summarize(output_folder: str | os.PathLike[str]) -> dict[str, Any]:
     """A written dataset's counts by status, and its failed files with the reasons."""
-    rows = _read_manifest(Path(output_folder) / MANIFEST).values()
+    rows = read_manifest(Path(output_folder) / MANIFEST).values()
     counts = Counter(r["status"] for r in rows)
     return {
         **{status: counts[status] for status in STATUSES},
@@ -570,12 +677,30 @@ def _valid_row(row: dict[str, str], classes: set[str], splits_: set[str]) -> boo
     return row["class"] in classes and math.isfinite(probability) and 0 <= probability <= 1
 
 
-def _read_manifest(path: Path) -> dict[str, dict[str, str]]:
-    if not path.is_file():
+def read_manifest(path: str | os.PathLike[str]) -> dict[str, dict[str, str]]:
+    """A manifest's rows by image key, cells as written before neutralising ({} if none).
+
+    Raises:
+        ValueError: The manifest is not a regular file, is too large, or is not UTF-8 CSV.
+    """
+    if not os.path.lexists(path):
         return {}
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("image")]
-    return {r["image"]: {c: r.get(c) or "" for c in COLUMNS} for r in rows}
+    data = read_file(path, MAX_STATE_BYTES, "manifest")
+    try:
+        rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(f"manifest: {os.fspath(path)!r} is not UTF-8 CSV ({e})") from e
+    restored = [{c: _restored(r.get(c) or "") for c in COLUMNS} for r in rows]
+    return {r["image"]: r for r in restored if r["image"]}
+
+
+def _neutralised(row: dict[str, str]) -> dict[str, str]:
+    """A row whose cells no spreadsheet evaluates: ``'`` before a risky first character."""
+    return {c: f"'{v}" if v.startswith(_FORMULA_START) else v for c, v in row.items()}
+
+
+def _restored(cell: str) -> str:
+    return cell[1:] if cell.startswith("'") else cell
 
 
 def _save_journal(path: Path, journal: dict[str, list[str]]) -> None:

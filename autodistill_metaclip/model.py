@@ -23,7 +23,13 @@ from autodistill.core.embedding_model import EmbeddingModel
 from PIL import Image
 
 from autodistill_metaclip.checkpoints import DEFAULT_CHECKPOINT, resolve
-from autodistill_metaclip.encoder import PRECISIONS, Encoder, select_device, select_precision
+from autodistill_metaclip.encoder import (
+    DEFAULT_DECODE_MEMORY,
+    PRECISIONS,
+    Encoder,
+    select_device,
+    select_precision,
+)
 from autodistill_metaclip.errors import MetaCLIPWarning
 from autodistill_metaclip.images import ImageInput
 from autodistill_metaclip.pipeline import encode_images
@@ -66,11 +72,13 @@ class ModelSpec:
     cache_dir: str | None = None
     prompt_templates: tuple[str, ...] | None = None
     draft_decoding: bool = False
+    decode_memory: int = DEFAULT_DECODE_MEMORY
 
     def __post_init__(self) -> None:
-        batch = self.batch_size
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise ValueError(f"batch_size: expected a positive integer, but got {batch!r}")
+        for name in ("batch_size", "decode_memory"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected a positive integer, but got {value!r}")
         if self.precision is not None and self.precision not in PRECISIONS:
             raise ValueError(
                 f"precision: expected one of {', '.join(PRECISIONS)}, but got {self.precision!r}"
@@ -113,6 +121,8 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
         draft_decoding: Decode large JPEGs at reduced scale (Pillow's draft mode, still >= 2x
             the model's input): faster on big photos, but no longer exactly open_clip's
             preprocessing. Off by default.
+        decode_memory: MiB that images being decoded at once may take (their files, pixels and
+            RGB conversions; one image alone may exceed it): bounds memory whatever the images.
 
     Example:
         >>> from autodistill.detection import CaptionOntology
@@ -136,6 +146,7 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
         cache_dir: str | os.PathLike[str] | None = None,
         prompt_templates: str | Sequence[str] | None = None,
         draft_decoding: bool = False,
+        decode_memory: int = DEFAULT_DECODE_MEMORY,
     ) -> None:
         spec = ModelSpec(
             checkpoint=os.fspath(checkpoint),
@@ -145,6 +156,7 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
             cache_dir=None if cache_dir is None else os.fspath(cache_dir),
             prompt_templates=resolve_templates(prompt_templates),
             draft_decoding=draft_decoding,
+            decode_memory=decode_memory,
         )
         chosen = select_device(device)
         self._encoder = Encoder(
@@ -153,6 +165,7 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
             precision=select_precision(spec.precision, chosen),
             cache_dir=spec.cache_dir,
             draft_decoding=spec.draft_decoding,
+            decode_memory=spec.decode_memory,
         )
         self._spec = spec
         self.ontology: Ontology | None = None
@@ -261,31 +274,38 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
                 stacklevel=3,
             )
 
-    def iter_embeddings(self, inputs: Iterable[Any]) -> Generator[Embedding, None, None]:
+    def iter_embeddings(
+        self, inputs: Iterable[Any], *, keep_data: bool = False
+    ) -> Generator[Embedding, None, None]:
         """Embed images lazily, in batches, yielding one :class:`Embedding` per input, in order.
 
         Never raises for a bad input: its ``error`` says why (an unreadable image, or an object
         that is no image at all). Inputs are read from any iterable (a generator too) at most two
         batches ahead, so memory does not grow with their number. Close the stream (or use
         ``contextlib.closing``) to stop early and release its threads at once.
+
+        ``keep_data=True`` puts the encoded bytes each image was decoded from in its ``data``
+        (for a caller that also stores the file: the bytes classified are the bytes kept).
         """
         if isinstance(inputs, str | bytes | os.PathLike | np.ndarray | Image.Image):
             raise TypeError(
                 "inputs: expected an iterable of images (a list, tuple or generator), but got "
                 f"a single {type(inputs).__name__}; wrap it in a list, or use predict/embed_image"
             )
-        return encode_images(self._encoder, inputs, batch_size=self.batch_size)
+        return encode_images(self._encoder, inputs, batch_size=self.batch_size, keep_data=keep_data)
 
     def iter_predictions(
-        self, inputs: Iterable[Any], confidence: float = 0.5
+        self, inputs: Iterable[Any], confidence: float = 0.5, *, keep_data: bool = False
     ) -> Generator[Prediction, None, None]:
         """Classify images lazily, yielding one :class:`Prediction` per input, in order.
 
-        Like :meth:`iter_embeddings`, a bad image gives a prediction with ``error`` set.
+        Like :meth:`iter_embeddings` (``keep_data`` too), a bad image gives a prediction with
+        ``error`` set.
         """
         threshold = check_confidence(confidence)
         head = self._require_head("iter_predictions()")
-        return self._predictions(head, self.iter_embeddings(inputs), threshold)
+        embeddings = self.iter_embeddings(inputs, keep_data=keep_data)
+        return self._predictions(head, embeddings, threshold)
 
     @staticmethod
     def _predictions(
@@ -355,6 +375,7 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
         layout: str = "valid",
         near_duplicates: float | None = 0.98,
         recursive: bool = False,
+        follow_links: bool = False,
         overwrite: bool = False,
         resume: bool = False,
         progress: bool = True,
@@ -377,6 +398,7 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
             layout=layout,
             near_duplicates=near_duplicates,
             recursive=recursive,
+            follow_links=follow_links,
             overwrite=overwrite,
             resume=resume,
             progress=progress,
@@ -402,7 +424,7 @@ def _predicted(
     ids, probabilities = head.rank(item.vector[None])
     return Prediction(
         item.index, item.source, head.classes, ids[0], probabilities[0], threshold,
-        embedding=item.vector,
+        embedding=item.vector, data=item.data,
     )  # fmt: skip
 
 

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 
@@ -31,43 +31,53 @@ def encode_images(
     *,
     batch_size: int,
     workers: int = DEFAULT_WORKERS,
+    keep_data: bool = False,
 ) -> Generator[Embedding, None, None]:
     """Embed images in batches of ``batch_size`` readable images, yielding in input order.
 
     Inputs that cannot be read (:class:`ImageLoadError`) or are no image at all (``TypeError``)
     are yielded with that error instead of raising. A run of bad inputs with no readable one
-    before it is yielded at once, not held until a batch fills.
+    before it is yielded at once, not held until a batch fills. ``keep_data`` keeps each
+    image's encoded bytes in its result.
     """
 
-    def prepare(source: Any) -> torch.Tensor | Exception:
+    def prepare(source: Any) -> Prepared | Exception:
         try:
-            return encoder.pixels(source)
+            pixels, data = encoder.prepare(source)
         except (ImageLoadError, TypeError) as e:
             return e
+        return Prepared(pixels, data if keep_data else None)
 
-    pending: list[tuple[int, Any, torch.Tensor | Exception]] = []
+    pending: list[tuple[int, Any, Prepared | Exception]] = []
     readable = 0
     prepared = prefetch(prepare, sources, workers=workers, depth=2 * batch_size)
     with closing(prepared):
         for index, (source, result) in enumerate(prepared):
             pending.append((index, source, result))
-            readable += isinstance(result, torch.Tensor)
+            readable += isinstance(result, Prepared)
             if readable == batch_size or not readable:
                 yield from _flush(encoder, pending)
                 pending, readable = [], 0
         yield from _flush(encoder, pending)
 
 
+class Prepared(NamedTuple):
+    """One image ready for the model: its pixels, and its encoded bytes if kept."""
+
+    pixels: torch.Tensor
+    data: bytes | None
+
+
 def _flush(
-    encoder: Encoder, pending: list[tuple[int, Any, torch.Tensor | Exception]]
+    encoder: Encoder, pending: list[tuple[int, Any, Prepared | Exception]]
 ) -> Iterator[Embedding]:
-    tensors = [r for _, _, r in pending if isinstance(r, torch.Tensor)]
+    tensors = [r.pixels for _, _, r in pending if isinstance(r, Prepared)]
     embeddings = iter(encoder.encode_pixels(torch.stack(tensors)) if tensors else [])
     for index, source, result in pending:
         if isinstance(result, Exception):
             yield Embedding(index, source, error=result)
         else:
-            yield Embedding(index, source, vector=next(embeddings))
+            yield Embedding(index, source, vector=next(embeddings), data=result.data)
 
 
 def prefetch(

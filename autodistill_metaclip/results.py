@@ -7,7 +7,7 @@ These types (and the :class:`Classifier` protocol) are all that the layers above
 from __future__ import annotations
 
 from collections.abc import Generator, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -24,12 +24,14 @@ class Embedding:
         vector: ``(D,)`` float32, L2-normalised; ``None`` if the input failed.
         error: Why it failed (``ImageLoadError``, or ``TypeError`` for an object that is no
             image), else ``None``.
+        data: The encoded bytes that were decoded, when the stream was asked to keep them.
     """
 
     index: int
     source: Any
     vector: np.ndarray | None = None
     error: Exception | None = None
+    data: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class Prediction:
         threshold: The ``confidence`` the stream was called with.
         embedding: The image embedding the scores come from.
         error: Why the input failed (then the arrays are empty), else ``None``.
+        data: The encoded bytes that were decoded, when the stream was asked to keep them.
     """
 
     index: int
@@ -55,6 +58,7 @@ class Prediction:
     threshold: float
     embedding: np.ndarray | None = None
     error: Exception | None = None
+    data: bytes | None = field(default=None, repr=False)
 
     @property
     def classifications(self) -> sv.Classifications:
@@ -89,5 +93,5 @@ class Classifier(Protocol):
     def spec(self) -> Any: ...  # a ModelSpec: checkpoint, weights, templates and ontology
 
     def iter_predictions(
-        self, inputs: Iterable[Any], confidence: float = 0.5
+        self, inputs: Iterable[Any], confidence: float = 0.5, *, keep_data: bool = False
     ) -> Generator[Prediction, None, None]: ...

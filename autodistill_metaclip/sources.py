@@ -15,14 +15,15 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
-import shutil
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
@@ -37,9 +38,10 @@ IMAGE_FORMATS = (
 """The raster formats that Pillow decodes itself: the only ones listed or decoded. Never EPS
 (Pillow runs Ghostscript for it) nor any plugin another package registered."""
 MAX_FILE_BYTES = 512 * 1024 * 1024
-"""Largest remote file read into memory (local files are decoded from disk)."""
+"""Largest image file read (each input is read into memory once, then decoded and copied)."""
 _CHANGE_KEYS = ("mtime", "LastModified", "ETag", "created")  # what fsspec backends report
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+_ESCAPE = re.compile(r"\\(\\|x[0-9a-f]{2})")
 logger = logging.getLogger(__name__)
 
 
@@ -51,11 +53,40 @@ class SourceFile:
         key: Its path relative to the listed folder, POSIX style (the manifest's ``image``).
         location: What to read: a local path, or a URI such as ``s3://bucket/photos/a.jpg``.
         stamp: Size and modification time; changes when the file does.
+        within: For a local file, the real path of the listed folder: a link that leads out
+            of it is not followed (``None``: links are followed anywhere).
+
+    A file name that is not valid UTF-8 gets a key that is (see :func:`escape_key`).
     """
 
     key: str
     location: str
     stamp: str
+    within: str | None = None
+
+
+def escape_key(name: str) -> str:
+    """Text for a file name that may hold bytes that are not UTF-8, losslessly.
+
+    Python gives such bytes as lone surrogates (``os.fsdecode``); each becomes ``\\xNN`` and a
+    backslash itself ``\\\\``, so names with neither (nearly all) are unchanged and
+    :func:`unescape_key` gives the name back exactly.
+
+    Example:
+        >>> escape_key(os.fsdecode(b"caf\\xe9.jpg"))
+        'caf\\\\xe9.jpg'
+    """
+    if not any(c == "\\" or "\udc80" <= c <= "\udcff" for c in name):
+        return name
+    return "".join(
+        "\\\\" if c == "\\" else f"\\x{ord(c) - 0xDC00:02x}" if "\udc80" <= c <= "\udcff" else c
+        for c in name
+    )
+
+
+def unescape_key(key: str) -> str:
+    """The file name (relative path) an escaped key stands for: ``os.fsencode`` gives its bytes."""
+    return _ESCAPE.sub(lambda m: "\\" if m[1] == "\\" else chr(0xDC00 + int(m[1][1:], 16)), key)
 
 
 def is_uri(location: Any) -> bool:
@@ -104,6 +135,7 @@ def list_images(
     *,
     recursive: bool = False,
     exclude: str | os.PathLike[str] | None = None,
+    follow_links: bool = False,
 ) -> list[SourceFile]:
     """Files under ``root`` whose suffix is one of ``extensions``, sorted by key.
 
@@ -113,6 +145,10 @@ def list_images(
             means every suffix of :data:`IMAGE_FORMATS`.
         recursive: Also list subfolders (local symlinked folders are not followed).
         exclude: A local folder to skip entirely, e.g. an output folder inside ``root``.
+        follow_links: Read local symbolic links wherever they lead. By default a link is
+            read only if it leads to a file inside ``root`` (checked when the file is opened,
+            so a link swapped during a run cannot smuggle in another file); one leading out
+            is reported as unreadable.
 
     Every matching local name is listed, even a broken symlink or a directory called ``x.jpg``:
     the reader reports it as unreadable rather than it silently going missing.
@@ -122,7 +158,7 @@ def list_images(
     local = local_path(location)  # file:// is listed as the local folder it is
     if local is None:
         return _list_remote(location, wanted, recursive)
-    return _list_local(Path(local), wanted, recursive, exclude)
+    return _list_local(Path(local), wanted, recursive, exclude, follow_links)
 
 
 def normalise_extensions(extensions: Iterable[str] | None) -> frozenset[str]:
@@ -140,8 +176,16 @@ def normalise_extensions(extensions: Iterable[str] | None) -> frozenset[str]:
     return frozenset(normalised)
 
 
+def read(file: SourceFile, limit: int = MAX_FILE_BYTES) -> bytes:
+    """A listed file's whole content (local links checked against ``file.within``)."""
+    local = local_path(file.location)
+    if local is None:
+        return read_bytes(file.location, limit)
+    return read_local(local, within=file.within, limit=limit)
+
+
 def read_bytes(location: str, limit: int = MAX_FILE_BYTES) -> bytes:
-    """The whole content of a file at a URI (or local path), at most ``limit`` bytes."""
+    """The whole content of a file at a URI, at most ``limit`` bytes."""
     import fsspec
 
     try:
@@ -156,22 +200,75 @@ def read_bytes(location: str, limit: int = MAX_FILE_BYTES) -> bytes:
     return data
 
 
-def copy_into(location: str, destination: IO[bytes]) -> None:
-    """Copy a listed file's bytes into an open file."""
-    if is_uri(location):
-        destination.write(read_bytes(location))
-        return
-    with open(location, "rb") as source:
-        shutil.copyfileobj(source, destination)
+def read_local(path: str, *, within: str | None = None, limit: int = MAX_FILE_BYTES) -> bytes:
+    """A local regular file's content, read once through one open descriptor.
+
+    A FIFO or device is refused without waiting on it. With ``within`` (a real folder path),
+    the file opened must be inside it: a link that leads out, or a path swapped between
+    opening it and checking it, is refused.
+
+    Raises:
+        ImageLoadError: Naming the path and the problem.
+    """
+    name = repr(path)
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        problem = "broken symlink" if os.path.islink(path) else "file not found"
+        raise ImageLoadError(f"{name}: {problem}") from None
+    except OSError as e:
+        problem = "symlink loop" if e.errno == errno.ELOOP else (e.strerror or str(e))
+        raise ImageLoadError(f"{name}: {problem}") from None
+    info = os.fstat(descriptor)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(descriptor)
+        folder = stat.S_ISDIR(info.st_mode)
+        problem = "is a directory, not an image file" if folder else "not a regular file"
+        raise ImageLoadError(f"{name}: {problem}")
+    with os.fdopen(descriptor, "rb") as file:
+        if within is not None:
+            _check_inside(path, info, within)
+        if info.st_size == 0:
+            raise ImageLoadError(f"{name}: the file is empty (0 bytes)")
+        if info.st_size > limit:
+            raise ImageLoadError(f"{name}: larger than {limit} bytes")
+        try:
+            data = file.read(limit + 1)
+        except OSError as e:
+            raise ImageLoadError(f"{name}: cannot read ({e.strerror or e})") from None
+    if len(data) > limit:
+        raise ImageLoadError(f"{name}: larger than {limit} bytes")
+    return data
+
+
+def _check_inside(path: str, opened: os.stat_result, within: str) -> None:
+    """Refuse an open file that is not ``path``'s real file inside ``within``."""
+    real = os.path.realpath(path)
+    if os.path.commonpath([real, within]) != within:
+        raise ImageLoadError(
+            f"{path!r}: a symbolic link to a file outside the input folder; not followed "
+            "(follow_links=True, or --follow-links, follows links anywhere)"
+        )
+    try:
+        now = os.stat(real)
+    except OSError:
+        now = None
+    if now is None or (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino):
+        raise ImageLoadError(f"{path!r}: replaced while it was being opened; not read")
 
 
 def _list_local(
-    root: Path, wanted: frozenset[str], recursive: bool, exclude: str | os.PathLike[str] | None
+    root: Path,
+    wanted: frozenset[str],
+    recursive: bool,
+    exclude: str | os.PathLike[str] | None,
+    follow_links: bool,
 ) -> list[SourceFile]:
     if not root.is_dir():
         problem = "does not exist" if not root.exists() else "is not a folder"
         raise ValueError(f"input_folder: {str(root)!r} {problem}")
     skip = os.path.realpath(exclude) if exclude is not None else None
+    within = None if follow_links else os.path.realpath(root)
 
     def unreadable(error: OSError) -> None:
         logger.warning("skipping unreadable folder %r: %s", error.filename, error.strerror)
@@ -182,7 +279,8 @@ def _list_local(
         for name in (*files, *subfolders):
             if os.path.splitext(name)[1].lower() in wanted:
                 path = Path(folder, name)
-                found.append(SourceFile(path.relative_to(root).as_posix(), str(path), _stamp(path)))
+                key = escape_key(path.relative_to(root).as_posix())
+                found.append(SourceFile(key, str(path), _stamp(path), within))
         if not recursive:
             break
     return sorted(found, key=lambda f: f.key)

@@ -45,12 +45,12 @@ model = MetaCLIP(CaptionOntology(synthetic.caption_ontology()), checkpoint="demo
 # A real SIGINT, as Ctrl-C sends, raised when the 300th image is being decoded: it lands in the
 # main thread wherever it happens to be (encoding, copying, writing the manifest).
 loaded = itertools.count()
-decode = model._encoder.pixels
-def pixels(source):
+decode = model._encoder.prepare
+def prepare(source):
     if next(loaded) == 300:
         os.kill(os.getpid(), signal.SIGINT)
     return decode(source)
-model._encoder.pixels = pixels
+model._encoder.prepare = prepare
 model.label(sys.argv[1], ".png", sys.argv[2], progress=False)
 """
 
@@ -85,13 +85,13 @@ def test_interrupted_label_leaves_no_partial_file_and_resumes(
         assert path.read_bytes() == (source / path.name).read_bytes()
 
     loaded: list[str] = []
-    original = demo_model._encoder.pixels
+    original = demo_model._encoder.prepare
 
     def recording(image):
-        loaded.append(Path(image).name)
+        loaded.append(Path(image.location).name)
         return original(image)
 
-    monkeypatch.setattr(demo_model._encoder, "pixels", recording)
+    monkeypatch.setattr(demo_model._encoder, "prepare", recording)
     dataset = demo_model.label(source, ".png", output, resume=True, progress=False)
     assert not set(loaded) & done  # nothing already labelled was read or encoded again
     assert set(loaded) | done == {p.name for p in source.glob("*.png")}

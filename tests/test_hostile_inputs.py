@@ -3,10 +3,13 @@ outcome, and a batch job loses nothing that was good."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import csv
+import gzip
 import http.server
 import io
+import re
 import os
 import shutil
 import struct
@@ -232,6 +235,33 @@ class _Misbehaving(http.server.BaseHTTPRequestHandler):
         elif self.path == "/slow.png":
             time.sleep(2)
             self._send(200, "image/png", PNG.getvalue())
+        elif self.path == "/gzip.png":
+            self._send(200, "image/png", gzip.compress(PNG.getvalue()), encoding="gzip")
+        elif self.path == "/gzip-bomb.png":  # 2 MB of zeros in 2 kB: over the 1 MB cap decoded
+            self._send(200, "image/png", gzip.compress(bytes(2_000_000)), encoding="gzip")
+        elif self.path == "/drip-headers.png":  # each byte in time for a per-read timeout
+            with contextlib.suppress(OSError):
+                for byte in b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nX-Pad: " + b"a" * 200:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.05)
+        elif match := re.fullmatch(r"/hop/(\d+)", self.path):  # 0.1 s, then one more redirect
+            time.sleep(0.1)
+            self.send_response(302)
+            self.send_header("Location", f"/hop/{int(match[1]) + 1}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif self.path == "/to-ok":
+            self.send_response(301)
+            self.send_header("Location", "/ok.png")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif self.path.startswith("/private.png"):
+            expected = "Basic " + base64.b64encode(b"ann:hunter2").decode()
+            if self.headers.get("Authorization") == expected:
+                self._send(200, "image/png", PNG.getvalue())
+            else:
+                self._send(401, "text/plain", b"who are you")
         elif self.path == "/page.png":
             self._send(200, "text/html; charset=utf-8", b"<html><body>not here</body></html>")
         elif self.path in ("/endless.jpg", "/drip.jpg"):
@@ -247,9 +277,11 @@ class _Misbehaving(http.server.BaseHTTPRequestHandler):
         else:
             self._send(404, "text/plain", b"no such image")
 
-    def _send(self, status: int, content_type: str, body: bytes) -> None:
+    def _send(self, status: int, content_type: str, body: bytes, encoding: str = "") -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        if encoding:
+            self.send_header("Content-Encoding", encoding)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         with contextlib.suppress(OSError):
@@ -275,11 +307,16 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     ("path", "error"),
     [
         ("/ok.png", None),
+        ("/gzip.png", None),
+        ("/to-ok", None),
         ("/missing.png", "HTTP 404"),
-        ("/slow.png", r"no answer within 0\.5s"),
+        ("/slow.png", r"not complete within 0\.5s"),
         ("/page.png", "sent text/html.*not an image"),
         ("/endless.jpg", "larger than 1000000 bytes|not complete within"),
         ("/drip.jpg", r"not complete within 0\.5s"),
+        ("/drip-headers.png", r"not complete within 0\.5s"),
+        ("/hop/0", r"not complete within 0\.5s"),  # 0.1 s a hop: the deadline covers them all
+        ("/gzip-bomb.png", "larger than 1000000 bytes"),
     ],
 )
 def test_urls(demo_model: MetaCLIP, server: str, path: str, error: str | None) -> None:
@@ -290,8 +327,25 @@ def test_urls(demo_model: MetaCLIP, server: str, path: str, error: str | None) -
     started = time.monotonic()
     with pytest.raises(ImageLoadError, match=error) as raised:
         demo_model.predict(url)
-    assert url in str(raised.value)
-    assert time.monotonic() - started < 4  # stopped by our limits, not by the server giving up
+    assert url in str(raised.value) or "/hop/" in str(raised.value)
+    assert time.monotonic() - started < 1.5  # one deadline (0.5 s here) for the whole URL
+
+
+def test_url_redirects_are_limited(demo_model: MetaCLIP, server: str, monkeypatch) -> None:
+    monkeypatch.setattr(images, "URL_TIMEOUT", 5.0)
+    with pytest.raises(ImageLoadError, match=r"/hop/6'?: more than 5 redirects"):
+        demo_model.predict(server + "/hop/0")
+
+
+def test_url_credentials_are_sent_but_never_shown(demo_model: MetaCLIP, server: str) -> None:
+    host = server.removeprefix("http://")
+    assert demo_model.embed_image(f"http://ann:hunter2@{host}/private.png").shape == (64,)
+    signed = f"http://ann:wrong@{host}/private.png?X-Amz-Signature=abc123&size=2"
+    with pytest.raises(ImageLoadError, match="HTTP 401") as raised:
+        demo_model.predict(signed)
+    message = str(raised.value)
+    assert "wrong" not in message and "abc123" not in message and "ann" not in message
+    assert f"***@{host}/private.png?X-Amz-Signature=***&size=2" in message
 
 
 # --- In-memory inputs ----------------------------------------------------------------------

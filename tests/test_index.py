@@ -100,10 +100,10 @@ def test_update_embeds_only_new_and_changed(demo_model, tmp_path, monkeypatch) -
     synthetic.write_folder(tmp_path / "p", 10, seed=1)
     built = EmbeddingIndex.build(demo_model, tmp_path / "p", progress=False)
     loaded: list[str] = []
-    original = demo_model._encoder.pixels
+    original = demo_model._encoder.prepare
     monkeypatch.setattr(
         demo_model._encoder,
-        "pixels",
+        "prepare",
         lambda image: loaded.append(Path(image).name) or original(image),
     )
     files = sorted((tmp_path / "p").glob("*.png"))
