@@ -23,6 +23,8 @@ from autodistill_metaclip.errors import CheckpointError
 
 DEFAULT_CHECKPOINT = "b32-fullcc"
 WEIGHTS_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
+MAX_CONFIG_BYTES = 1024 * 1024
+"""Largest model-config JSON read."""
 _DEMO_DIR = Path(__file__).parent / "demo"
 _NC = "CC-BY-NC-4.0"
 
@@ -196,9 +198,11 @@ def _register_config(path: Path) -> str:
     """Add a model-config JSON to open_clip's registry; its file stem becomes the name."""
     import open_clip
 
+    from autodistill_metaclip.files import read_file
+
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        config = json.loads(read_file(path, MAX_CONFIG_BYTES, "checkpoint"))
+    except ValueError as e:  # not a regular file, too large, not UTF-8 JSON
         raise CheckpointError(f"checkpoint: cannot read model config {str(path)!r}: {e}") from e
     required = ("embed_dim", "vision_cfg", "text_cfg")
     if not isinstance(config, dict) or not all(key in config for key in required):

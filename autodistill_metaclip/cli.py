@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 
 from autodistill_metaclip import checkpoints
 from autodistill_metaclip.checkpoints import DEFAULT_CHECKPOINT
@@ -131,11 +133,26 @@ def _command(function: Callable[..., Any]) -> Callable[..., Any]:
                 for warning in caught:
                     if verbose or issubclass(warning.category, MetaCLIPWarning):
                         click.echo(f"warning: {in_cli_terms(str(warning.message))}", err=True)
-        click.echo(json.dumps(data, indent=2, default=str) if as_json else text)
+        click.echo(_json(data) if as_json else text)
         if failed:
             sys.exit(PARTIAL)
 
     return wrapper
+
+
+def _json(data: Any) -> str:
+    """Strict JSON: a float that is not finite (NaN, inf) is written as null."""
+
+    def finite(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: finite(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [finite(v) for v in value]
+        if isinstance(value, float | np.floating):
+            return float(value) if math.isfinite(value) else None
+        return value
+
+    return json.dumps(finite(data), indent=2, default=str, allow_nan=False)
 
 
 class OutputFile(click.Path):
@@ -268,14 +285,13 @@ def _ontology(
 
 
 def _read_ontology(path: str) -> dict[str, str]:
+    from autodistill_metaclip.files import read_file
+
     where = f"--ontology {path!r}"
     try:
-        with open(path, "rb") as file:
-            data = file.read(MAX_ONTOLOGY_BYTES + 1)
-    except OSError as e:
-        raise click.UsageError(f"{where}: cannot read ({e.strerror or e})") from None
-    if len(data) > MAX_ONTOLOGY_BYTES:
-        raise click.UsageError(f"{where}: larger than {MAX_ONTOLOGY_BYTES} bytes")
+        data = read_file(path, MAX_ONTOLOGY_BYTES, "--ontology")
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
     try:
         mapping = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:

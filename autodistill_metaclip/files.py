@@ -15,7 +15,7 @@ import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, BinaryIO
 
 PARTIAL_PREFIX = ".partial-"
 """Temporary files start with this, in the target's folder, until renamed into place."""
@@ -49,8 +49,8 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
         raise
 
 
-def read_file(path: str | os.PathLike[str], limit: int, name: str) -> bytes:
-    """The bytes of a regular file of at most ``limit`` bytes.
+def open_file(path: str | os.PathLike[str], limit: int, name: str) -> BinaryIO:
+    """Open a regular file of at most ``limit`` bytes for reading.
 
     Raises:
         ValueError: Naming ``name`` (the argument or option the path came from) and the path:
@@ -63,15 +63,20 @@ def read_file(path: str | os.PathLike[str], limit: int, name: str) -> bytes:
     except OSError as e:
         raise ValueError(f"{shown} cannot be read ({e.strerror or e})") from None
     info = os.fstat(descriptor)
-    if not stat.S_ISREG(info.st_mode):
+    if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
         os.close(descriptor)
-        raise ValueError(f"{shown} is not a regular file")
-    with os.fdopen(descriptor, "rb") as file:
-        if info.st_size > limit:
-            raise ValueError(f"{shown} is larger than the {limit:,} bytes allowed")
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{shown} is not a regular file")
+        raise ValueError(f"{shown} is larger than the {limit:,} bytes allowed")
+    return os.fdopen(descriptor, "rb")
+
+
+def read_file(path: str | os.PathLike[str], limit: int, name: str) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes (see :func:`open_file`)."""
+    with open_file(path, limit, name) as file:
         data = file.read(limit + 1)
     if len(data) > limit:  # grew while being read
-        raise ValueError(f"{shown} is larger than the {limit:,} bytes allowed")
+        raise ValueError(f"{name}: {os.fspath(path)!r} is larger than the {limit:,} bytes allowed")
     return data
 
 

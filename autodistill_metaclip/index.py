@@ -27,12 +27,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from autodistill_metaclip import sources
-from autodistill_metaclip.files import atomic_write
+from autodistill_metaclip.files import atomic_write, open_file
 
 if TYPE_CHECKING:
     from autodistill_metaclip.model import MetaCLIP
 
 FORMAT = 2  # 1: "stats" (size, mtime_ns) instead of "stamps"; still read
+MAX_INDEX_BYTES = 64 << 30
+"""Largest index file read (32 million ViT-B/32 embeddings)."""
 _PROBE = "autodistill-metaclip index probe: a photo of a red circle"
 logger = logging.getLogger(__name__)
 
@@ -244,30 +246,41 @@ class EmbeddingIndex:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], model: MetaCLIP | None = None) -> EmbeddingIndex:
-        """Read an index written by :meth:`save`; with ``model``, refuse another model's index."""
+        """Read an index written by :meth:`save`; with ``model``, refuse another model's index.
+
+        Raises:
+            ValueError: The file is not a regular file, or not a whole, consistent index (each
+                problem named: truncated, wrong types, counts that disagree, NaN vectors...).
+        """
+        shown = f"index: {os.fspath(path)!r}"
+        file = open_file(path, MAX_INDEX_BYTES, "index")
         try:
-            with np.load(Path(path), allow_pickle=False) as data:
-                meta = json.loads(str(data["meta"]))
-                if meta.get("format") == 1:
-                    stamps = [f"{size}:{mtime}" for size, mtime in data["stats"].tolist()]
-                    meta["format"] = FORMAT
+            with file, np.load(file, allow_pickle=False) as arrays:
+                meta = json.loads(str(arrays["meta"][()]))
+                if not isinstance(meta, dict):
+                    raise ValueError("its metadata is not a JSON object")
+                if meta.get("format") not in (1, FORMAT):
+                    raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT}")
+                if meta["format"] == 1:
+                    stamps = [f"{size}:{mtime}" for size, mtime in arrays["stats"].tolist()]
                 else:
-                    stamps = [str(s) for s in data["stamps"]]
-                index = cls(
-                    str(meta["root"]),
-                    [str(k) for k in data["paths"]],
-                    data["embeddings"].astype(np.float32),
-                    stamps,
-                    meta["model"],
-                    meta.get("failed", {}),
-                    meta.get("options"),
-                )
-        except (OSError, KeyError, ValueError) as e:
-            raise ValueError(f"index: cannot read {str(path)!r} as an embedding index ({e})") from e
-        if meta.get("format") != FORMAT:
-            raise ValueError(
-                f"index: {str(path)!r} has format {meta.get('format')}, expected {FORMAT}"
-            )
+                    stamps = [str(s) for s in arrays["stamps"]]
+                keys = [str(k) for k in arrays["paths"]]
+                embeddings = arrays["embeddings"]
+        except Exception as e:  # zip, npy, JSON and key errors all mean: not an index
+            raise ValueError(f"{shown} is not a readable embedding index ({e})") from None
+        problem = _inconsistency(meta, keys, embeddings, stamps)
+        if problem:
+            raise ValueError(f"{shown} is not a valid embedding index: {problem}")
+        index = cls(
+            meta["root"],
+            keys,
+            embeddings.astype(np.float32),
+            stamps,
+            meta["model"],
+            meta.get("failed", {}),
+            meta.get("options"),
+        )
         if model is not None:
             index.check_model(model)
         return index
@@ -428,3 +441,24 @@ def _is_text_query(query: Any) -> bool:
             "to search for it as text, say so (text=True)"
         )
     return True
+
+
+def _inconsistency(
+    meta: dict[str, Any], keys: list[str], embeddings: np.ndarray, stamps: list[str]
+) -> str:
+    """What is wrong with an index read back, or ``""``."""
+    if not isinstance(meta.get("root"), str) or not isinstance(meta.get("model"), dict):
+        return "its metadata lacks a root folder or model"
+    if not isinstance(meta.get("failed", {}), dict):
+        return "its list of failed files is not an object"
+    if not isinstance(meta.get("options") or {}, dict):
+        return "its options are not an object"
+    if embeddings.ndim != 2 or embeddings.dtype.kind != "f":
+        return f"embeddings of shape {embeddings.shape} and type {embeddings.dtype}"
+    if not len(keys) == len(embeddings) == len(stamps):
+        return f"{len(keys)} paths, {len(embeddings)} embeddings and {len(stamps)} stamps"
+    if len(set(keys)) != len(keys):
+        return "a path is listed twice"
+    if not np.isfinite(embeddings).all():
+        return "some embeddings are not finite (NaN or infinite)"
+    return ""

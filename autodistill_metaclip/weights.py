@@ -12,6 +12,7 @@ import os
 import pickle
 import socket
 import urllib.request
+import zipfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -50,7 +51,9 @@ def check_file(path: Path) -> None:
         if path.suffix.lower() == ".safetensors":
             with safe_open(str(path), framework="pt"):
                 return
-        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        # Only zip-format files can be memory-mapped; legacy ones (torch < 1.6) are read.
+        zipped = zipfile.is_zipfile(path)
+        torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
     except pickle.UnpicklingError as e:
         raise CheckpointError(
             f"weights: refused {str(path)!r}: it holds pickled objects that would run code when "

@@ -9,8 +9,8 @@ import csv
 import gzip
 import http.server
 import io
-import re
 import os
+import re
 import shutil
 import struct
 import tempfile

@@ -34,9 +34,11 @@ def test_pickle_that_runs_code_is_refused(tmp_path: Path) -> None:
     assert not canary.exists()
 
 
-def test_plain_pickle_weights_load(tmp_path: Path, demo_model: MetaCLIP) -> None:
+@pytest.mark.parametrize("zipped", [True, False], ids=["zip", "legacy"])
+def test_plain_pickle_weights_load(tmp_path: Path, demo_model: MetaCLIP, zipped: bool) -> None:
     plain = tmp_path / "weights.bin"
-    torch.save(load_file(str(resolve("demo").weights_file)), plain)
+    state = load_file(str(resolve("demo").weights_file))
+    torch.save(state, plain, _use_new_zipfile_serialization=zipped)  # legacy: torch < 1.6
     model = MetaCLIP(None, checkpoint="demo", weights=plain)
     text = "a photo of a yellow triangle"
     np.testing.assert_allclose(model.embed_text(text), demo_model.embed_text(text), atol=1e-6)
