@@ -142,6 +142,11 @@ class DecodeBudget:
     Pillow stores them, and the RGB conversion) once its header says how large it is, and waits
     while others hold the budget; an image alone may always go ahead, however large.
 
+    Freed image memory must also come back to the next image, whichever thread decodes it:
+    glibc keeps one heap per thread, so the budget also lets Pillow keep up to ``limit`` bytes
+    of freed pixel blocks for reuse (its documented ``PILLOW_BLOCKS_MAX`` pool, raised for the
+    process, never lowered). Measured in ``tests/test_attacks.py``.
+
     Example:
         >>> budget = DecodeBudget(1 << 30)
         >>> with budget.hold() as reserve:
@@ -152,6 +157,9 @@ class DecodeBudget:
         self.limit = limit
         self._used = 0
         self._changed = threading.Condition()
+        blocks = limit // Image.core.get_block_size()
+        if Image.core.get_blocks_max() < blocks:
+            Image.core.set_blocks_max(blocks)
 
     @contextmanager
     def hold(self) -> Iterator[Reserve]:
@@ -386,13 +394,16 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if mode.startswith("I") or mode == "F":
         return _wide_grey_to_rgb(image)
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
-        return _on_white(image.convert("RGBA"))
+        return _on_white(image if mode == "RGBA" else image.convert("RGBA"))
     return image.convert("RGB")
 
 
 def _on_white(rgba: Image.Image) -> Image.Image:
-    background = Image.new("RGBA", rgba.size, _WHITE)
-    return Image.alpha_composite(background, rgba).convert("RGB")
+    """Composite onto opaque white: one RGB image and one alpha plane more, not three
+    RGBA copies (``alpha_composite`` then ``convert``)."""
+    background = Image.new("RGB", rgba.size, _WHITE[:3])
+    background.paste(rgba, mask=rgba.getchannel("A"))
+    return background
 
 
 def _wide_grey_to_rgb(image: Image.Image) -> Image.Image:
