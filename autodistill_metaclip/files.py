@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, BinaryIO
 
+OPEN_NO_WAIT = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+"""Flags that open a FIFO or device without waiting on it (then refused by ``fstat``)."""
 PARTIAL_PREFIX = ".partial-"
 """Temporary files start with this, in the target's folder, until renamed into place."""
 
@@ -59,7 +61,7 @@ def open_file(path: str | os.PathLike[str], limit: int, name: str) -> BinaryIO:
     """
     shown = f"{name}: {os.fspath(path)!r}"
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+        descriptor = os.open(path, os.O_RDONLY | OPEN_NO_WAIT)
     except OSError as e:
         raise ValueError(f"{shown} cannot be read ({e.strerror or e})") from None
     info = os.fstat(descriptor)

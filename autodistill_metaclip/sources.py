@@ -30,6 +30,7 @@ from urllib.request import url2pathname
 from PIL import Image
 
 from autodistill_metaclip.errors import ImageLoadError
+from autodistill_metaclip.files import OPEN_NO_WAIT
 
 IMAGE_FORMATS = (
     *("AVIF", "BMP", "DIB", "GIF", "ICO", "JPEG", "JPEG2000", "PCX", "PNG", "PPM", "QOI"),
@@ -212,7 +213,7 @@ def read_local(path: str, *, within: str | None = None, limit: int = MAX_FILE_BY
     """
     name = repr(path)
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+        descriptor = os.open(path, os.O_RDONLY | OPEN_NO_WAIT)
     except FileNotFoundError:
         problem = "broken symlink" if os.path.islink(path) else "file not found"
         raise ImageLoadError(f"{name}: {problem}") from None

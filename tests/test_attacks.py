@@ -23,7 +23,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from autodistill_metaclip import EmbeddingIndex, MetaCLIP, synthetic
+from autodistill_metaclip import EmbeddingIndex, ImageLoadError, MetaCLIP, synthetic
 from autodistill_metaclip.cli import main
 from autodistill_metaclip.labeling import read_manifest
 from autodistill_metaclip.sources import unescape_key
@@ -401,3 +401,123 @@ def test_decode_memory_is_bounded_whatever_the_images(tmp_path: Path) -> None:
     one_image = 6000 * 6000 * (4 + 8) / 2**20  # the largest estimate: RGBA, 412 MiB
     print(f"peak RSS rise: {bounded:.0f} MiB with 256 MiB, {unbounded:.0f} MiB with 64 GiB")
     assert bounded < one_image + 128 < unbounded
+
+
+# --- smaller ones --------------------------------------------------------------------------
+
+
+def test_split_values_must_be_finite(demo_model: MetaCLIP, tmp_path: Path) -> None:
+    synthetic.write_folder(tmp_path / "in", 2, suffix=".png")
+    nan = float("nan")
+    with pytest.raises(ValueError, match="split"):
+        demo_model.label(tmp_path / "in", ".png", tmp_path / "out", split=(nan, nan, nan))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o002, 0o664)])
+def test_copies_get_the_usual_permissions(demo_model, tmp_path, umask, mode) -> None:
+    synthetic.write_folder(tmp_path / "in", 4, suffix=".png")
+    previous = os.umask(umask)
+    try:
+        demo_model.label(tmp_path / "in", ".png", tmp_path / "out", confidence=0, progress=False)
+    finally:
+        os.umask(previous)
+    files = [*_copies(tmp_path / "out"), tmp_path / "out" / "manifest.csv"]
+    assert len(files) == 5 and {p.stat().st_mode & 0o777 for p in files} == {mode}
+
+
+def test_a_result_names_the_classes_its_ids_refer_to(demo_model, demo_ontology) -> None:
+    """One thread changes the ontology's order back and forth while others predict: each
+    result's ids, read through its own ``classes``, give the same names as without the race."""
+    import threading
+
+    from autodistill.detection import CaptionOntology
+
+    images = [s.image for s in synthetic.samples(32, seed=12)]
+    expected = [p.best[0] for p in demo_model.iter_predictions(images, 0.0)]
+    model = MetaCLIP(demo_ontology, checkpoint="demo", batch_size=4)
+    classes = dict(zip(demo_ontology.prompts(), demo_ontology.classes(), strict=True))
+    reordered = CaptionOntology(dict(reversed(classes.items())))
+    stop = threading.Event()
+
+    def flip() -> None:
+        while not stop.is_set():
+            model.set_ontology(reordered)
+            model.set_ontology(demo_ontology)
+
+    flipper = threading.Thread(target=flip)
+    flipper.start()
+    try:  # each call races the flips; its result keeps the classes it was scored against
+        got = [[*model.iter_predictions([image], 0.0)][0] for image in images]
+    finally:
+        stop.set()
+        flipper.join()
+    assert [p.best[0] for p in got] == expected
+    orders = {tuple(p.classes) for p in got}
+    assert orders <= {tuple(demo_ontology.classes()), tuple(reordered.classes())}
+
+
+def test_nan_never_reaches_json_output(tmp_path: Path) -> None:
+    """Weights whose projection is NaN (a corrupt or hostile file) give NaN scores: the JSON
+    printed is still strict JSON, with null where a number cannot be written."""
+    from safetensors.torch import load_file, save_file
+
+    from autodistill_metaclip.checkpoints import resolve
+
+    state = load_file(str(resolve("demo").weights_file))
+    state["visual.proj"] = state["visual.proj"] * float("nan")
+    weights = tmp_path / "nan.safetensors"
+    save_file(state, str(weights))
+    image = tmp_path / "x.png"
+    synthetic.make_image("red", "circle").save(image)
+    arguments = ["predict", "-m", "demo", "--weights", str(weights), "-c", "a", "-c", "b"]
+    result = CliRunner().invoke(main, [*arguments, "--json", str(image)])
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not strict JSON: {constant}")
+
+    data = json.loads(result.output, parse_constant=refuse)
+    assert "null" in result.output and data
+
+
+def test_ghostscript_is_never_started_by_label_or_a_url(demo_model, tmp_path, monkeypatch):
+    """Pillow picks the decoder from the content: EPS bytes named .jpg, in a folder or served
+    over HTTP, never reach Ghostscript (a fake ``gs`` on PATH would leave a canary)."""
+    import http.server
+    import io
+    import threading
+
+    canary = tmp_path / "gs-ran"
+    fake = tmp_path / "bin" / "gs"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\ntouch {canary}\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    eps = io.BytesIO()
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(eps, "EPS")
+    synthetic.write_folder(tmp_path / "in", 2)
+    (tmp_path / "in" / "holiday.jpg").write_bytes(eps.getvalue())
+    demo_model.label(tmp_path / "in", None, tmp_path / "out", progress=False)
+    assert "not an image file" in _manifest_rows(tmp_path / "out")["holiday.jpg"]["error"]
+
+    class Serve(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(eps.getvalue())))
+            self.end_headers()
+            self.wfile.write(eps.getvalue())
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Serve)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/holiday.jpg"
+        with pytest.raises(ImageLoadError, match="not an image file"):
+            demo_model.predict(url)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert not canary.exists()
