@@ -510,6 +510,9 @@ class DatasetFolder:
             refuse_link(self.output / relative)
             os.replace(staged, self.output / relative)
         _save_journal(self.state / JOURNAL, wanted)
+        staged_folder = self.state / STAGED
+        for stale in staged_folder.iterdir() if staged_folder.is_dir() else ():
+            _remove_ours(stale)  # bytes of images no longer labelled
 
     # state of an earlier run ------------------------------------------------------------
 
@@ -734,7 +737,7 @@ def _entries(output: Path, split: str) -> list[str]:
 
 def _remove_leftovers(output: Path, split_names: Sequence[str]) -> None:
     """Temporary files of a run that was killed, where this tool writes (never elsewhere)."""
-    folders = [output, output / STATE]
+    folders = [output, output / STATE, output / STATE / "embeddings", output / STATE / STAGED]
     for split in dict.fromkeys(split_names):
         if (output / split).is_dir() and not (output / split).is_symlink():
             folders += [p for p in (output / split).iterdir() if p.is_dir() and not p.is_symlink()]

@@ -162,6 +162,7 @@ def test_the_copy_is_the_bytes_that_were_classified(demo_model: MetaCLIP, tmp_pa
         del demo_model.iter_predictions
     (copy,) = [p for p in _copies(tmp_path / "out") if p.name == first.name]
     assert copy.read_bytes() == before != first.read_bytes()
+    assert not any((tmp_path / "out" / ".autodistill-metaclip" / "staged").iterdir())
 
 
 # --- output links ------------------------------------------------------------------------
