@@ -448,8 +448,11 @@ def test_a_result_names_the_classes_its_ids_refer_to(demo_model, demo_ontology) 
 
     flipper = threading.Thread(target=flip)
     flipper.start()
+    got = []
     try:  # each call races the flips; its result keeps the classes it was scored against
-        got = [[*model.iter_predictions([image], 0.0)][0] for image in images]
+        for image in images:
+            (prediction,) = model.iter_predictions([image], 0.0)
+            got.append(prediction)
     finally:
         stop.set()
         flipper.join()
