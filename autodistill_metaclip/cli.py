@@ -669,6 +669,107 @@ def cluster(index_file: str, names: tuple[str, ...], sheet: str | None, **params
     return data, text, 0
 
 
+@main.command()
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", type=OutputFile(".html"), help="Where [DATASET/review.html].")
+@_command
+def review(dataset: str, output: str | None) -> Any:
+    """Write the review page of a labelled dataset: open it in a browser, fix labels, export.
+
+    \b
+    Example:
+      autodistill-metaclip review dataset/ && xdg-open dataset/review.html
+    """
+    from autodistill_metaclip.review import write_review
+
+    page = write_review(dataset, output)
+    return {"review": str(page)}, f"review page -> {page}", 0
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.argument("corrections", type=click.Path(exists=True, dir_okay=False))
+@_command
+def fix(dataset: str, corrections: str) -> Any:
+    """Apply corrections exported from the review page: move images, mark the manifest.
+
+    \b
+    Example:
+      autodistill-metaclip fix dataset/ ~/Downloads/corrections.json
+    """
+    from autodistill_metaclip.corrections import apply_corrections, correction_report
+
+    counts = apply_corrections(dataset, corrections)
+    total = correction_report(dataset)["total"]
+    text = (
+        f"reassigned {counts['reassigned']}, excluded {counts['excluded']}, unchanged "
+        f"{counts['unchanged']} -> {dataset} (manifest column 'decided')"
+    )
+    return {**counts, "dataset": total}, text, 0
+
+
+@main.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@_ontology_options
+@click.option(
+    "--against", "others", multiple=True, type=click.Path(exists=True, dir_okay=False),
+    help="Another ontology JSON to compare with (repeatable).",
+)  # fmt: skip
+@click.option(
+    "--target",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.95,
+    show_default=True,
+    help="Accuracy the reported --confidence threshold must reach.",
+)
+@click.option("--plot", type=OutputFile(".png"), help="Save confusion matrices and coverage.")
+@_model_options
+@_command
+def evaluate(
+    folder: str, others: tuple[str, ...], target: float, plot: str | None, **params: Any
+) -> Any:
+    """Score the classes (and --against ontologies) on a folder of hand-labelled class folders;
+    or, given a dataset written by label, report how many labels a human changed per class.
+
+    \b
+    Examples:
+      autodistill-metaclip evaluate labelled/ -m demo -c "red circle" -c "blue square"
+      autodistill-metaclip evaluate dataset/
+    """
+    from dataclasses import replace
+
+    from autodistill_metaclip.evaluation import evaluate as run
+    from autodistill_metaclip.evaluation import report
+
+    if (Path(folder) / ".autodistill-metaclip" / "run.json").is_file():
+        return _corrections_report(folder)
+    spec, device = _spec(params, ontology=True), params.pop("device")
+    model = spec.build(device)
+    candidates = {"classes": model}
+    for path in others:
+        candidates[Path(path).stem] = replace(spec, ontology=_read_ontology(path)).build(device)
+    evaluations = run(candidates, folder, target_accuracy=target)
+    if plot:
+        from autodistill_metaclip import plots
+
+        plots.save(plots.evaluation_chart(evaluations), plot)
+    failed = {f for e in evaluations for f in e.failed}
+    text = report(evaluations) + "".join(f"\n  failed: {f}" for f in sorted(failed)[:20])
+    return [e.to_dict() for e in evaluations], text, len(failed)
+
+
+def _corrections_report(dataset: str) -> Any:
+    from autodistill_metaclip.corrections import correction_report
+
+    found = correction_report(dataset)
+    lines = [
+        f"{name}: {c['labeled']} labelled, {c['reassigned']} reassigned, {c['excluded']} excluded"
+        + (f", {c['kept']:.0%} kept" if c["kept"] is not None else "")
+        for name, c in {**found["classes"], "total": found["total"]}.items()
+    ]
+    return found, "\n".join(lines), 0
+
+
 @main.command("checkpoints")
 @click.option("--markdown", is_flag=True, help="The README's Markdown table.")
 @_command

@@ -17,6 +17,7 @@ dies; the shards are then checked to hold every image exactly once.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from collections import Counter
@@ -30,7 +31,7 @@ import torch
 
 from autodistill_metaclip import sources
 from autodistill_metaclip.errors import ImageLoadError
-from autodistill_metaclip.labeling import DatasetFolder, refuse_existing, run_settings
+from autodistill_metaclip.labeling import TOP, DatasetFolder, refuse_existing, run_settings
 from autodistill_metaclip.model import MetaCLIP, ModelSpec
 from autodistill_metaclip.splits import Split, check_split, check_threshold
 from autodistill_metaclip.zeroshot import as_ontology, check_confidence
@@ -294,6 +295,7 @@ class _Scorer:
             out["confidence"] = np.array([b[1] for b in best], dtype=np.float64)
             digests = [hashlib.sha256(r.data).hexdigest() if r.data else "" for r in results]
             out["sha256"] = np.array(digests, dtype=object)
+            out["top"] = np.array([json.dumps(r.top(TOP)) for r in results], dtype=object)
         if self.embeddings:
             empty = np.zeros(self.model.dim, np.float32)
             out["embedding"] = np.stack([empty if v is None else v for v in vectors])
@@ -309,7 +311,7 @@ def _assemble(
     overwrite: bool,
 ) -> sv.ClassificationDataset:
     """Write ``label()``'s folder dataset from a run's shards (on the driver)."""
-    columns = ["key", "status", "class", "confidence", "error", "embedding", "sha256"]
+    columns = ["key", "status", "class", "confidence", "error", "embedding", "sha256", "top"]
     by_key = {r["key"]: r for r in read_results(output, columns).to_pylist()}
     with DatasetFolder(folder, settings, classes, overwrite=overwrite) as dataset:
         for file in dataset.todo(files):
@@ -327,8 +329,13 @@ def _assemble(
                 error,
                 None if failed else np.asarray(row["embedding"], np.float32),
                 data,
+                [] if failed else [(c, p) for c, p in json.loads(row["top"])],
             )
-        return dataset.write(files)
+        written = dataset.write(files)
+    from autodistill_metaclip.review import write_review
+
+    write_review(folder)
+    return written
 
 
 def _classified_bytes(file: sources.SourceFile, digest: str) -> tuple[bytes | None, str]:

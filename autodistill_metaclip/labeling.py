@@ -4,7 +4,8 @@ Layout written (``layout="val"`` names the middle split ``val``, as ultralytics 
 
     output_folder/
       classes.txt                  the classes, in the order folder readers number them
-      manifest.csv                 image,status,class,confidence,split,error,stamp: a row a file
+      manifest.csv                 a row per input file: image, status, class, confidence, split,
+                                   error, stamp, top (the model's top 3), decided (human review)
       train/<class>/<image>        every class has its folder in every split, empty ones too
       valid/<class>/<image>
       test/<class>/<image>
@@ -77,9 +78,13 @@ from autodistill_metaclip.zeroshot import check_confidence, ontology_identity
 LAYOUTS = {"valid": ("train", "valid", "test"), "val": ("train", "val", "test")}
 MANIFEST = "manifest.csv"
 CLASSES_FILE = "classes.txt"
+REVIEW_FILE = "review.html"
 STATE = ".autodistill-metaclip"
-COLUMNS = ("image", "status", "class", "confidence", "split", "error", "stamp")
+COLUMNS = ("image", "status", "class", "confidence", "split", "error", "stamp", "top", "decided")
 STATUSES = ("labeled", "unlabeled", "failed")
+DECISIONS = ("", "human", "excluded")
+"""``decided``: the model's class; a human's class (``apply_corrections``); left out by one."""
+TOP = 3
 JOURNAL = "written.json"
 STAGED = "staged"
 MAX_STATE_BYTES = 1 << 30
@@ -117,6 +122,7 @@ def label_folder(
     follow_links: bool = False,
     overwrite: bool = False,
     resume: bool = False,
+    review: bool = True,
     progress: bool = True,
 ) -> sv.ClassificationDataset:
     """Label every image in ``input_folder`` and write a classification dataset.
@@ -142,6 +148,8 @@ def label_folder(
         overwrite: Replace what an earlier run of this tool wrote in ``output_folder``.
         resume: Continue an earlier run with the same settings: only new, changed and failed
             images are predicted; removed ones leave the dataset.
+        review: Also write ``review.html`` (:mod:`autodistill_metaclip.review`; about 3 kB an
+            image, for its thumbnail).
         progress: Show a progress bar.
 
     Returns:
@@ -183,7 +191,12 @@ def label_folder(
             for prediction in predictions:
                 folder.record(todo[prediction.index], prediction)
                 bar.update()
-        return folder.write(files)
+        dataset = folder.write(files)
+        if review:
+            from autodistill_metaclip.review import write_review
+
+            write_review(output)
+        return dataset
 
 
 def run_settings(spec: Any, input_folder: Any, extension: Any, **options: Any) -> dict[str, Any]:
@@ -295,7 +308,8 @@ class DatasetFolder:
             elif existing:
                 self._clear()
             with atomic_write(self.state / "run.json", "w") as f:
-                json.dump({"tool": "autodistill-metaclip", "settings": self.settings}, f, indent=1)
+                state = {"tool": "autodistill-metaclip", "settings": self.settings}
+                json.dump({**state, "classes": self.classes}, f, indent=1)
         except BaseException:
             release_lock(self._lock)
             if new_state:
@@ -305,7 +319,7 @@ class DatasetFolder:
 
     def _refuse_links(self) -> None:
         """Refuse symbolic links planted where this tool writes or removes files."""
-        places = [self.state, self.output / MANIFEST, self.output / CLASSES_FILE]
+        places = [self.state, *(self.output / n for n in (MANIFEST, CLASSES_FILE, REVIEW_FILE))]
         folders = [self.state, self.state / "embeddings", self.state / STAGED]
         for split in sorted({*LAYOUTS["valid"], *LAYOUTS["val"]}):
             places.append(self.output / split)
@@ -337,8 +351,10 @@ class DatasetFolder:
         row = self.rows.get(file.key)
         if row is None or row["stamp"] != file.stamp or row["status"] == "failed":
             return False
-        if row["status"] == "unlabeled":
-            return True
+        if row["status"] == "unlabeled" or (
+            row["decided"] == "excluded" and file.key in self.vectors
+        ):
+            return True  # an excluded image has no copy to keep
         kept = self._staged(file.key).is_file() or (file.key, file.stamp) in copies
         return file.key in self.vectors and kept
 
@@ -369,6 +385,7 @@ class DatasetFolder:
                 probability,
                 vector=prediction.embedding,
                 data=prediction.data,
+                top=prediction.top(TOP),
             )
 
     def add(
@@ -380,9 +397,11 @@ class DatasetFolder:
         error: str = "",
         vector: np.ndarray | None = None,
         data: bytes | None = None,
+        top: Sequence[tuple[str, float]] = (),
     ) -> None:
         """Keep one result (``status`` one of :data:`STATUSES`); a labelled one needs the
-        ``vector`` and the ``data`` it was classified from (the dataset's copy)."""
+        ``vector`` and the ``data`` it was classified from (the dataset's copy). ``top``: the
+        most probable classes with their probabilities."""
         if status == "labeled":
             if vector is None or data is None:
                 raise ValueError(f"{file.key!r}: a labelled result needs its vector and data")
@@ -397,6 +416,8 @@ class DatasetFolder:
             "split": "",
             "error": error,
             "stamp": file.stamp,
+            "top": json.dumps([[c, round(p, 6)] for c, p in top]) if top else "",
+            "decided": "",
         }
         self.rows[file.key] = row
         self.fresh.add(file.key)
@@ -437,8 +458,8 @@ class DatasetFolder:
         self._flush()
         names = file_names([f.key for f in files])
         labelled = sorted(k for k, r in self.rows.items() if r["status"] == "labeled")
-        chosen = splits.assign(
-            [self.rows[k]["class"] for k in labelled],
+        chosen = splits.assign(  # by the model's class: a human's correction moves no split
+            [model_class(self.rows[k]) for k in labelled],
             np.array([self.vectors[k] for k in labelled] or np.zeros((0, 1)), np.float32),
             check_split(self.settings["split"]),
             seed=self.settings["seed"],
@@ -447,8 +468,9 @@ class DatasetFolder:
         planned = {}
         for key, index in zip(labelled, chosen, strict=True):
             row = self.rows[key]
-            row["split"] = self.splits[index]
-            planned[f"{row['split']}/{self.folders[row['class']]}/{names[key]}"] = key
+            row["split"] = self.splits[index] if row["decided"] != "excluded" else ""
+            if row["split"]:
+                planned[f"{row['split']}/{self.folders[row['class']]}/{names[key]}"] = key
         for row in self.rows.values():
             if row["status"] != "labeled":
                 row["split"] = ""
@@ -571,7 +593,9 @@ class DatasetFolder:
         written = self._written()
         ours = (self.state / "run.json").is_file()
         foreign = [
-            name for name in (MANIFEST, CLASSES_FILE) if not ours and (self.output / name).exists()
+            name
+            for name in (MANIFEST, CLASSES_FILE, REVIEW_FILE)
+            if not ours and (self.output / name).exists()
         ]
         _remove_leftovers(self.output, (*LAYOUTS["valid"], *LAYOUTS["val"]))
         foreign += [
@@ -591,7 +615,7 @@ class DatasetFolder:
         for split in {*LAYOUTS["valid"], *LAYOUTS["val"]}:
             if (self.output / split).is_dir():
                 shutil.rmtree(self.output / split)  # only this tool's files, checked above
-        for name in (MANIFEST, CLASSES_FILE):
+        for name in (MANIFEST, CLASSES_FILE, REVIEW_FILE):
             _remove_ours(self.output / name)
         for name in ("embeddings", STAGED, JOURNAL, "run.json"):
             target = self.state / name
@@ -614,8 +638,11 @@ def summarize(output_folder: str | os.PathLike[str]) -> dict[str, Any]:
     """A written dataset's counts by status, and its failed files with the reasons."""
     rows = read_manifest(Path(output_folder) / MANIFEST).values()
     counts = Counter(r["status"] for r in rows)
+    decided = Counter(r["decided"] for r in rows)
     return {
         **{status: counts[status] for status in STATUSES},
+        "corrected": decided["human"],
+        "excluded": decided["excluded"],
         "failures": [{"image": r["image"], "error": r["error"]} for r in rows if r["error"]],
     }
 
@@ -671,6 +698,12 @@ def _valid_row(row: dict[str, str], classes: set[str], splits_: set[str]) -> boo
     """Whether a manifest row read back is whole and consistent (else it is redone)."""
     if row["status"] not in STATUSES or not row["stamp"] or row["split"] not in splits_:
         return False
+    if row["decided"] not in DECISIONS or (row["decided"] and row["status"] != "labeled"):
+        return False
+    try:
+        top_classes(row)
+    except (ValueError, TypeError, IndexError):
+        return False
     if row["status"] == "failed":
         return bool(row["error"])
     try:
@@ -695,6 +728,17 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, dict[str, str]]:
         raise ValueError(f"manifest: {os.fspath(path)!r} is not UTF-8 CSV ({e})") from e
     restored = [{c: _restored(r.get(c) or "") for c in COLUMNS} for r in rows]
     return {r["image"]: r for r in restored if r["image"]}
+
+
+def model_class(row: dict[str, str]) -> str:
+    """The class the model predicted for a manifest row (``class`` may be a human's)."""
+    top = json.loads(row["top"]) if row["top"] else []
+    return str(top[0][0]) if top else row["class"]
+
+
+def top_classes(row: dict[str, str]) -> list[tuple[str, float]]:
+    """The model's most probable classes of a manifest row, with their probabilities."""
+    return [(str(c), float(p)) for c, p in json.loads(row["top"])] if row["top"] else []
 
 
 def _neutralised(row: dict[str, str]) -> dict[str, str]:

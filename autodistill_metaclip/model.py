@@ -315,6 +315,16 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
         with closing(embeddings):
             yield from (_predicted(head, item, threshold, empty) for item in embeddings)
 
+    def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
+        """Class probabilities of image embeddings (``(N, D)``, e.g. an index's or
+        :meth:`embed_image`'s): ``(N, len(classes))`` in :attr:`classes` order. The same numbers
+        as :meth:`predict`, without reading the images again."""
+        head = self._require_head("probabilities()")
+        vectors = np.asarray(embeddings, np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise ValueError(f"embeddings: expected shape (N, {self.dim}), but got {vectors.shape}")
+        return head.probabilities(vectors)
+
     @overload
     def predict(self, input: ImageInput, confidence: float = 0.5) -> sv.Classifications: ...
     @overload
@@ -378,6 +388,7 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
         follow_links: bool = False,
         overwrite: bool = False,
         resume: bool = False,
+        review: bool = True,
         progress: bool = True,
     ) -> sv.ClassificationDataset:
         """Label a folder (or a filesystem URI) into ``output_folder/{train,valid,test}/<class>/``
@@ -401,6 +412,7 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
             follow_links=follow_links,
             overwrite=overwrite,
             resume=resume,
+            review=review,
             progress=progress,
         )
 

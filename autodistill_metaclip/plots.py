@@ -24,6 +24,7 @@ from autodistill_metaclip.files import atomic_write
 from autodistill_metaclip.images import load_image
 
 if TYPE_CHECKING:
+    from autodistill_metaclip.evaluation import Evaluation
     from autodistill_metaclip.index import Clustering, Hit
 
 _TILE_PIXELS = 256
@@ -126,6 +127,34 @@ def cluster_sheet(clustering: Clustering, *, per_cluster: int = 6) -> Picture:
             _show(ax, path)
         for ax in row[1 + len(cluster.representatives[:per_cluster]) :]:
             ax.axis("off")
+    return figure
+
+
+def evaluation_chart(evaluations: Sequence[Evaluation]) -> Picture:
+    """Each evaluation's confusion matrix (rows: truth), then all their coverage curves:
+    accuracy of the labels kept against the share kept, as ``confidence`` rises."""
+    figure = Picture(figsize=(4.2 * (len(evaluations) + 1), 4.2), layout="constrained")
+    axes = figure.subplots(1, len(evaluations) + 1, squeeze=False)[0]
+    for ax, e in zip(axes, evaluations, strict=False):
+        ax.imshow(e.confusion, cmap="Blues")
+        ax.set_xticks(range(len(e.classes)), e.classes, rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(range(len(e.classes)), e.classes, fontsize=7)
+        for (row, column), count in np.ndenumerate(e.confusion):
+            if count:
+                ax.text(column, row, str(count), ha="center", va="center", fontsize=7)
+        ax.set_title(f"{e.name}: accuracy {e.accuracy:.2f}", fontsize=9)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+    curves = axes[-1]
+    for e in evaluations:
+        curves.plot(e.coverage, e.kept_accuracy, label=e.name)
+        if e.threshold is not None:
+            curves.plot([e.coverage_at_target], [e.target_accuracy], "o", color="black")
+    curves.set_xlabel("share of images kept")
+    curves.set_ylabel("accuracy of the kept labels")
+    curves.set_ylim(0, 1.02)
+    curves.legend(fontsize=8)
+    curves.set_title("coverage", fontsize=9)
     return figure
 
 

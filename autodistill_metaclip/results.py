@@ -75,6 +75,11 @@ class Prediction:
             raise ValueError(f"input[{self.index}] has no prediction: {self.error}")
         return self.classes[int(self.class_ids[0])], float(self.probabilities[0])
 
+    def top(self, n: int = 3) -> list[tuple[str, float]]:
+        """The ``n`` most probable classes with their probabilities (none if it failed)."""
+        ids, probabilities = self.class_ids[:n], self.probabilities[:n]
+        return [(self.classes[int(i)], float(p)) for i, p in zip(ids, probabilities, strict=True)]
+
     @property
     def status(self) -> str:
         """``"labeled"`` (best class at or above ``threshold``), ``"unlabeled"`` or ``"failed"``."""

@@ -1,0 +1,160 @@
+"""Human corrections of a labelled dataset: reassign an image to another class, or exclude it.
+
+The review page exports them as JSON::
+
+    {"format": "autodistill-metaclip corrections 1",
+     "corrections": [{"image": "a.jpg", "from": "cat", "to": "dog"},
+                     {"image": "b.jpg", "from": "cat", "to": null}]}
+
+(``"to": null`` excludes the image). :func:`apply_corrections` moves the copies between class
+folders in their split, marks the manifest rows (``decided``: ``human`` or ``excluded``) and
+rewrites the manifest, with the same layout code as ``label()``: every file renamed
+atomically, a later ``label(resume=True)`` keeps the decisions, and applying the same file
+twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from autodistill_metaclip.files import read_file
+from autodistill_metaclip.labeling import (
+    MANIFEST,
+    REVIEW_FILE,
+    STATE,
+    DatasetFolder,
+    model_class,
+    read_manifest,
+)
+from autodistill_metaclip.sources import SourceFile
+
+FORMAT = "autodistill-metaclip corrections 1"
+MAX_CORRECTIONS_BYTES = 64 * 1024 * 1024
+
+
+def read_corrections(corrections: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
+    """``{image: class, or None to exclude}`` from a corrections file or its parsed JSON.
+
+    Raises:
+        ValueError: Naming the entry and what is wrong with it.
+    """
+    if isinstance(corrections, Mapping):
+        data: Any = corrections
+    else:
+        raw = read_file(corrections, MAX_CORRECTIONS_BYTES, "corrections")
+        try:
+            data = json.loads(raw)
+        except ValueError as e:
+            raise ValueError(f"corrections: {os.fspath(corrections)!r} is not JSON ({e})") from e
+    if not isinstance(data, Mapping) or data.get("format") != FORMAT:
+        raise ValueError(f'corrections: expected an object with "format": "{FORMAT}"')
+    entries = data.get("corrections")
+    if not isinstance(entries, list):
+        raise ValueError('corrections: expected a list under "corrections"')
+    changes: dict[str, Any] = {}
+    for n, entry in enumerate(entries):
+        where = f"corrections[{n}]"
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("image"), str):
+            raise ValueError(f'{where}: expected {{"image": ..., "to": class or null}}')
+        target = entry.get("to")
+        if target is not None and not isinstance(target, str):
+            raise ValueError(f"{where}.to: expected a class name or null, but got {target!r}")
+        changes[entry["image"]] = target
+    return changes
+
+
+def apply_corrections(
+    dataset_folder: str | os.PathLike[str], corrections: str | os.PathLike[str] | Mapping[str, Any]
+) -> dict[str, int]:
+    """Apply corrections to a dataset written by ``label()``; returns what changed.
+
+    Each image keeps its split; a reassigned one moves to its new class folder, an excluded
+    one leaves the dataset (its row stays, ``decided=excluded``). Only labelled images can be
+    corrected. Idempotent.
+
+    Returns:
+        ``{"reassigned": n, "excluded": n, "unchanged": n}`` for this call.
+
+    Raises:
+        ValueError: An image that is not a labelled row of this dataset, or a class that is not
+            one of its classes (nothing is changed then).
+    """
+    output = Path(dataset_folder)
+    changes = read_corrections(corrections)
+    try:
+        state = json.loads(read_file(output / STATE / "run.json", 1 << 20, "dataset_folder"))
+        settings, classes = state["settings"], state["classes"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(
+            f"dataset_folder: {str(output)!r} is not a dataset written by label() ({e})"
+        ) from e
+    rows = read_manifest(output / MANIFEST)
+    for image, target in changes.items():
+        row = rows.get(image)
+        if row is None or row["status"] != "labeled":
+            problem = "is not in the manifest" if row is None else f"is {row['status']}"
+            raise ValueError(f"corrections: {image!r} {problem}; only labelled images can move")
+        if target is not None and target not in classes:
+            raise ValueError(
+                f"corrections: {image!r} -> {target!r}: expected one of {', '.join(classes)}"
+            )
+    counts: Counter[str] = Counter()
+    with DatasetFolder(output, settings, classes, resume=True) as folder:
+        for image, target in changes.items():
+            row = folder.rows[image]
+            decided = "excluded" if target is None else "human"
+            new_class = row["class"] if target is None else target
+            if (row["decided"], row["class"]) == (decided, new_class):
+                counts["unchanged"] += 1
+                continue
+            row["decided"], row["class"] = decided, new_class
+            counts["excluded" if target is None else "reassigned"] += 1
+        files = [SourceFile(key, "", row["stamp"]) for key, row in sorted(folder.rows.items())]
+        folder.write(files)
+    if (output / REVIEW_FILE).exists():  # the page shows the decisions from now on
+        from autodistill_metaclip.review import write_review
+
+        write_review(output)
+    return {name: counts[name] for name in ("reassigned", "excluded", "unchanged")}
+
+
+def correction_report(dataset_folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """How many labels a human changed, per class the model predicted.
+
+    Returns:
+        ``{"classes": {class: {"labeled", "reassigned", "excluded", "kept"}}, "total": {...}}``;
+        ``kept`` is the share of the model's labels of that class that a human left as they
+        were: the precision of the labels, as far as they were reviewed.
+    """
+    rows = [r for r in read_manifest(Path(dataset_folder) / MANIFEST).values()]
+    per_class: dict[str, Counter[str]] = {}
+    for row in rows:
+        if row["status"] != "labeled":
+            continue
+        counts = per_class.setdefault(model_class(row), Counter())
+        counts["labeled"] += 1
+        changed = row["decided"] == "excluded" or (
+            row["decided"] == "human" and row["class"] != model_class(row)
+        )
+        if changed:
+            counts["excluded" if row["decided"] == "excluded" else "reassigned"] += 1
+
+    def summary(counts: Counter[str]) -> dict[str, Any]:
+        labeled = counts["labeled"]
+        changed = counts["reassigned"] + counts["excluded"]
+        return {
+            "labeled": labeled,
+            "reassigned": counts["reassigned"],
+            "excluded": counts["excluded"],
+            "kept": (labeled - changed) / labeled if labeled else None,
+        }
+
+    return {
+        "classes": {name: summary(c) for name, c in sorted(per_class.items())},
+        "total": summary(sum(per_class.values(), Counter())),
+    }

@@ -1,0 +1,221 @@
+"""How good are the labels? Score models and ontologies on a small hand-labelled folder.
+
+A folder of class folders (``cat/``, ``dog/``, ...) is the truth; each class folder's name must
+be a class of every model's ontology (which may have more, e.g. an ``other`` class). Images are
+embedded once per distinct checkpoint, so comparing several ontologies or prompt templates on
+one checkpoint costs one pass over the images.
+
+Example:
+    >>> results = evaluate({"plain": plain, "templated": templated}, "labelled/")  # doctest: +SKIP
+    >>> print(report(results))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from autodistill_metaclip import sources
+
+if TYPE_CHECKING:
+    from autodistill_metaclip.model import MetaCLIP
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One model's scores on a labelled folder.
+
+    Attributes:
+        name: The name it was given in :func:`evaluate`.
+        classes: The model's classes: rows (truth) and columns (prediction) of ``confusion``.
+        accuracy: Top-1 accuracy over the readable images.
+        per_class: ``{class: {"precision", "recall", "support"}}`` for every class.
+        confusion: ``(C, C)`` counts, ``[true class, predicted class]``.
+        thresholds: Confidence thresholds, descending (each image's top probability).
+        coverage: Fraction of images whose top probability is at least each threshold.
+        kept_accuracy: Accuracy of those images.
+        target_accuracy: The accuracy asked for.
+        threshold: The lowest ``confidence`` whose kept labels reach ``target_accuracy``
+            (``None`` if no threshold does); ``label(confidence=threshold)`` keeps that share.
+        failed: Images that could not be read, with the reason.
+    """
+
+    name: str
+    classes: list[str]
+    accuracy: float
+    per_class: dict[str, dict[str, float]]
+    confusion: np.ndarray
+    thresholds: np.ndarray
+    coverage: np.ndarray
+    kept_accuracy: np.ndarray
+    target_accuracy: float
+    threshold: float | None
+    failed: dict[str, str]
+
+    @property
+    def coverage_at_target(self) -> float:
+        """The share of images kept at :attr:`threshold` (0 if none reaches the target)."""
+        if self.threshold is None:
+            return 0.0
+        return float(self.coverage[self.thresholds >= self.threshold][-1])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON."""
+        return {
+            "name": self.name,
+            "accuracy": self.accuracy,
+            "per_class": self.per_class,
+            "classes": self.classes,
+            "confusion": self.confusion.tolist(),
+            "target_accuracy": self.target_accuracy,
+            "threshold": self.threshold,
+            "coverage_at_target": self.coverage_at_target,
+            "failed": self.failed,
+        }
+
+
+def evaluate(
+    models: MetaCLIP | Mapping[str, MetaCLIP],
+    folder: str | os.PathLike[str],
+    *,
+    target_accuracy: float = 0.95,
+) -> list[Evaluation]:
+    """Score each model (its checkpoint, ontology and templates) on a folder of class folders.
+
+    Args:
+        models: A model, or ``{name: model}`` to compare (e.g. two ontologies, or the same
+            ontology with and without ``prompt_templates``).
+        folder: Class folders of images, named as the classes.
+        target_accuracy: The accuracy the reported ``threshold`` must reach.
+
+    Raises:
+        ValueError: ``folder`` has no class folders or images, a folder name is not a class
+            of a model, or ``target_accuracy`` is not in (0, 1].
+    """
+    candidates = dict(models) if isinstance(models, Mapping) else {"model": models}
+    if not candidates:
+        raise ValueError("models: expected at least one model")
+    if not 0 < target_accuracy <= 1:
+        raise ValueError(f"target_accuracy: expected a number in (0, 1], but got {target_accuracy}")
+    truth = _labelled_files(Path(folder))
+    for name, model in candidates.items():
+        unknown = sorted(set(truth.values()) - set(model.classes))
+        if unknown:
+            raise ValueError(
+                f"folder: class folders {', '.join(map(repr, unknown))} are not classes of "
+                f"{name!r} ({', '.join(model.classes)})"
+            )
+    files = sorted(truth)
+    embedded: dict[Any, tuple[np.ndarray, dict[str, str]]] = {}
+    results = []
+    for name, model in candidates.items():
+        key = (tuple(sorted(model.identity.items())), model.precision)
+        if key not in embedded:
+            embedded[key] = _embed(model, files)
+        vectors, failed = embedded[key]
+        readable = [f for f in files if f not in failed]
+        probabilities = model.probabilities(vectors)
+        results.append(
+            _score(name, model.classes, [truth[f] for f in readable], probabilities, failed)
+            if readable
+            else _nothing_readable(name, failed)
+        )
+        results[-1] = _with_target(results[-1], target_accuracy)
+    return results
+
+
+def report(evaluations: list[Evaluation]) -> str:
+    """A text summary: each model's accuracy and threshold, then per class which one helps."""
+    lines = []
+    for e in evaluations:
+        at = (
+            f"confidence >= {e.threshold:.3f} keeps {e.coverage_at_target:.0%}"
+            if e.threshold is not None
+            else "no threshold reaches it"
+        )
+        lines.append(f"{e.name}: accuracy {e.accuracy:.3f}; for {e.target_accuracy:.0%}, {at}")
+    if len(evaluations) > 1:
+        lines.append("recall per class (best marked *):")
+        classes = sorted({c for e in evaluations for c, s in e.per_class.items() if s["support"]})
+        for name in classes:
+            recalls = [e.per_class.get(name, {}).get("recall", 0.0) for e in evaluations]
+            best = int(np.argmax(recalls))
+            cells = [
+                f"{e.name} {r:.2f}{'*' if i == best and len(set(recalls)) > 1 else ''}"
+                for i, (e, r) in enumerate(zip(evaluations, recalls, strict=True))
+            ]
+            lines.append(f"  {name}: " + ", ".join(cells))
+    return "\n".join(lines)
+
+
+def _labelled_files(folder: Path) -> dict[str, str]:
+    """``{image location: class}`` from the class folders of ``folder``."""
+    if not folder.is_dir():
+        raise ValueError(f"folder: {str(folder)!r} is not a folder")
+    truth = {}
+    for class_folder in sorted(p for p in folder.iterdir() if p.is_dir()):
+        for file in sources.list_images(class_folder, None, recursive=True):
+            truth[file.location] = class_folder.name
+    if not truth:
+        raise ValueError(f"folder: {str(folder)!r} has no class folders with images")
+    return truth
+
+
+def _embed(model: MetaCLIP, files: list[str]) -> tuple[np.ndarray, dict[str, str]]:
+    vectors, failed = [], {}
+    for item in model.iter_embeddings(files):
+        if item.vector is None:
+            failed[files[item.index]] = str(item.error)
+        else:
+            vectors.append(item.vector)
+    return np.array(vectors, np.float32).reshape(-1, model.dim), failed
+
+
+def _score(
+    name: str,
+    classes: list[str],
+    truth: list[str],
+    probabilities: np.ndarray,
+    failed: dict[str, str],
+) -> Evaluation:
+    index = {c: i for i, c in enumerate(classes)}
+    true = np.array([index[t] for t in truth])
+    predicted = probabilities.argmax(axis=1)
+    confusion = np.zeros((len(classes), len(classes)), np.int64)
+    np.add.at(confusion, (true, predicted), 1)
+    per_class = {}
+    for i, c in enumerate(classes):
+        hits, predicted_as, support = confusion[i, i], confusion[:, i].sum(), confusion[i].sum()
+        per_class[c] = {
+            "precision": float(hits / predicted_as) if predicted_as else 0.0,
+            "recall": float(hits / support) if support else 0.0,
+            "support": int(support),
+        }
+    order = np.argsort(-probabilities.max(axis=1), kind="stable")
+    top = probabilities.max(axis=1)[order]
+    correct = (predicted == true)[order]
+    kept = np.arange(1, len(order) + 1)
+    return Evaluation(
+        name, list(classes), float(correct.mean()), per_class, confusion,
+        top, kept / len(order), np.cumsum(correct) / kept, 1.0, None, failed,
+    )  # fmt: skip
+
+
+def _nothing_readable(name: str, failed: dict[str, str]) -> Evaluation:
+    empty = np.zeros(0)
+    return Evaluation(name, [], 0.0, {}, np.zeros((0, 0)), empty, empty, empty, 1.0, None, failed)
+
+
+def _with_target(evaluation: Evaluation, target: float) -> Evaluation:
+    """Set the lowest threshold at which the kept labels are at least ``target`` accurate."""
+    thresholds, accuracy = evaluation.thresholds, evaluation.kept_accuracy
+    # Only the last image of a run of equal confidences is a threshold one can set.
+    settable = np.append(thresholds[1:] != thresholds[:-1], True)[: len(thresholds)]
+    reaching = np.flatnonzero((accuracy >= target) & settable)
+    threshold = float(thresholds[reaching[-1]]) if len(reaching) else None
+    return replace(evaluation, target_accuracy=target, threshold=threshold)
