@@ -1,7 +1,8 @@
 """The built-in demo, offline: ``python -m autodistill_metaclip.demo [FOLDER]``.
 
 Writes synthetic shape photos into ``FOLDER/images``, classifies a few, compares text and image
-embeddings, labels the folder into ``FOLDER/labeled``, and says what to run for the real
+embeddings, labels the folder into ``FOLDER/labeled`` (with its review page), compares two
+ontologies on a hand-labelled folder ``FOLDER/truth``, and says what to run for the real
 MetaCLIP. Running it again replaces what it wrote.
 """
 
@@ -13,6 +14,7 @@ import click
 from autodistill.detection import CaptionOntology
 
 from autodistill_metaclip import MetaCLIP, synthetic
+from autodistill_metaclip.evaluation import evaluate, report
 
 
 def run(workdir: Path) -> None:
@@ -53,6 +55,19 @@ def run(workdir: Path) -> None:
         count = sum(1 for _ in (output / split).rglob("*.jpg"))
         click.echo(f"  {output / split}  ({count} images)")
     click.echo(f"  {output / 'manifest.csv'}")
+    click.echo(f"  {output / 'review.html'}  (open it in a browser: fix labels, export)")
+
+    truth = workdir / "truth"  # a small hand-labelled set: one folder per class
+    for path, name in synthetic.write_folder(workdir / "truth-images", 48, seed=7).items():
+        (truth / name).mkdir(parents=True, exist_ok=True)
+        path.replace(truth / name / path.name)
+    # The same classes in words the demo model never saw in training: which prompts help?
+    synonyms = {"red": "crimson", "green": "emerald", "blue": "navy", "yellow": "golden"}
+    fancy = {f"a photo of a {synonyms[c.split()[0]]} {c.split()[1]}": c for c in classes}
+    other = MetaCLIP(CaptionOntology(fancy), checkpoint="demo")
+    evaluations = evaluate({"plain": model, "synonyms": other}, truth, target_accuracy=0.9)
+    click.echo(f"\nevaluate() on {truth}: 'a photo of a red circle' vs 'a crimson circle':")
+    click.echo("  " + report(evaluations).replace("\n", "\n  "))
     click.echo(
         "\nFor the real MetaCLIP (downloads about 600 MB once, then works offline):\n"
         "  MetaCLIP(CaptionOntology({'a photo of a dog': 'dog', 'a photo of a cat': 'cat'}))\n"
