@@ -114,7 +114,8 @@ def evaluate(
     embedded: dict[Any, tuple[np.ndarray, dict[str, str]]] = {}
     results = []
     for name, model in candidates.items():
-        key = (tuple(sorted(model.identity.items())), model.precision)
+        # What decides the image embeddings: the weights, the precision, the decoding.
+        key = (tuple(sorted(model.identity.items())), model.precision, model.spec.draft_decoding)
         if key not in embedded:
             embedded[key] = _embed(model, files)
         vectors, failed = embedded[key]

@@ -60,7 +60,7 @@ def test_review_fix_and_report_in_a_browser(demo_model: MetaCLIP, browser, tmp_p
     assert confidences == sorted(confidences)
 
     # Three fixes: with the mouse, then with the keyboard (move, exclude; move, class 2).
-    other = next(c for c in demo_model.classes if c != largest)
+    other = json.loads(rows[keys[0]]["top"])[1][0]  # the model's second guess
     second = next(c for c in demo_model.classes[1:] if c != largest)
     page.locator(f'.card[data-key="{keys[0]}"] select').select_option(other)
     page.keyboard.press("ArrowRight")
@@ -103,4 +103,30 @@ def test_review_fix_and_report_in_a_browser(demo_model: MetaCLIP, browser, tmp_p
     page.get_by_role("button", name=f"{other} (").click()
     assert keys[0] in page.locator(".card").evaluate_all("cards => cards.map(c => c.dataset.key)")
     assert problems == []
+    page.close()
+
+
+def test_hostile_names_are_shown_as_text(browser, tmp_path: Path) -> None:
+    """Class and file names go into the page as text: markup in them is never run."""
+    from autodistill.detection import CaptionOntology
+
+    hostile = "<img src=x onerror=\"document.title='pwned'\">"
+    model = MetaCLIP(
+        CaptionOntology(
+            {"a photo of a red circle": hostile, "a photo of a blue square": "</script>"}
+        ),
+        checkpoint="demo",
+    )
+    (tmp_path / "in").mkdir()
+    synthetic.make_image("red", "circle").save(tmp_path / "in" / "<b>bold.png")
+    model.label(tmp_path / "in", ".png", tmp_path / "out", confidence=0.0, progress=False)
+    page = browser.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("dialog", lambda d: problems.append(d.message))
+    page.goto((tmp_path / "out" / "review.html").as_uri())
+    page.locator("nav button[data-view=class]").first.click()
+    assert page.title() == "Review" and problems == []
+    assert page.locator("b").count() == 0 and "<b>bold.png" in page.locator(".card").inner_text()
+    assert hostile in page.locator("nav").inner_text()
     page.close()
