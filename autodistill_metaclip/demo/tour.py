@@ -57,16 +57,16 @@ def run(workdir: Path) -> None:
     click.echo(f"  {output / 'manifest.csv'}")
     click.echo(f"  {output / 'review.html'}  (open it in a browser: fix labels, export)")
 
-    truth = workdir / "truth"  # a small hand-labelled set: one folder per class
+    hand_labelled = workdir / "truth"  # a small hand-labelled set: one folder per class
     for path, name in synthetic.write_folder(workdir / "truth-images", 48, seed=7).items():
-        (truth / name).mkdir(parents=True, exist_ok=True)
-        path.replace(truth / name / path.name)
+        (hand_labelled / name).mkdir(parents=True, exist_ok=True)
+        path.replace(hand_labelled / name / path.name)
     # The same classes in words the demo model never saw in training: which prompts help?
     synonyms = {"red": "crimson", "green": "emerald", "blue": "navy", "yellow": "golden"}
     fancy = {f"a photo of a {synonyms[c.split()[0]]} {c.split()[1]}": c for c in classes}
     other = MetaCLIP(CaptionOntology(fancy), checkpoint="demo")
-    evaluations = evaluate({"plain": model, "synonyms": other}, truth, target_accuracy=0.9)
-    click.echo(f"\nevaluate() on {truth}: 'a photo of a red circle' vs 'a crimson circle':")
+    evaluations = evaluate({"plain": model, "synonyms": other}, hand_labelled, target_accuracy=0.9)
+    click.echo(f"\nevaluate() on {hand_labelled}: 'a photo of a red circle' vs 'a crimson circle':")
     click.echo("  " + report(evaluations).replace("\n", "\n  "))
     click.echo(
         "\nFor the real MetaCLIP (downloads about 600 MB once, then works offline):\n"
