@@ -747,7 +747,10 @@ def evaluate(
     model = spec.build(device)
     candidates = {"classes": model}
     for path in others:
-        candidates[Path(path).stem] = replace(spec, ontology=_read_ontology(path)).build(device)
+        name = Path(path).stem
+        if name in candidates:
+            raise click.UsageError(f"--against {path!r}: a second ontology named {name!r}")
+        candidates[name] = replace(spec, ontology=_read_ontology(path)).build(device)
     evaluations = run(candidates, folder, target_accuracy=target)
     if plot:
         from autodistill_metaclip import plots

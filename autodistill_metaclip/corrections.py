@@ -38,7 +38,8 @@ MAX_CORRECTIONS_BYTES = 64 * 1024 * 1024
 
 
 def read_corrections(corrections: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
-    """``{image: class, or None to exclude}`` from a corrections file or its parsed JSON.
+    """``{image: (from class or None, to class or None to exclude)}`` from a corrections file
+    or its parsed JSON.
 
     Raises:
         ValueError: Naming the entry and what is wrong with it.
@@ -61,10 +62,12 @@ def read_corrections(corrections: str | os.PathLike[str] | Mapping[str, Any]) ->
         where = f"corrections[{n}]"
         if not isinstance(entry, Mapping) or not isinstance(entry.get("image"), str):
             raise ValueError(f'{where}: expected {{"image": ..., "to": class or null}}')
-        target = entry.get("to")
+        target, source = entry.get("to"), entry.get("from")
         if target is not None and not isinstance(target, str):
             raise ValueError(f"{where}.to: expected a class name or null, but got {target!r}")
-        changes[entry["image"]] = target
+        if source is not None and not isinstance(source, str):
+            raise ValueError(f"{where}.from: expected a class name, but got {source!r}")
+        changes[entry["image"]] = (source, target)
     return changes
 
 
@@ -74,15 +77,17 @@ def apply_corrections(
     """Apply corrections to a dataset written by ``label()``; returns what changed.
 
     Each image keeps its split; a reassigned one moves to its new class folder, an excluded
-    one leaves the dataset (its row stays, ``decided=excluded``). Only labelled images can be
-    corrected. Idempotent.
+    one leaves the dataset (its row stays, ``decided=excluded``, its bytes kept so a later
+    correction can bring it back). Only labelled images can be corrected. Idempotent.
 
     Returns:
         ``{"reassigned": n, "excluded": n, "unchanged": n}`` for this call.
 
     Raises:
-        ValueError: An image that is not a labelled row of this dataset, or a class that is not
-            one of its classes (nothing is changed then).
+        ValueError: An image that is not a labelled row of this dataset, a class that is not one
+            of its classes, an image whose class is neither the ``from`` nor the ``to`` of its
+            correction (it changed since the page was written), or a dataset with images to
+            predict again first. Nothing is changed then.
     """
     output = Path(dataset_folder)
     changes = read_corrections(corrections)
@@ -93,19 +98,17 @@ def apply_corrections(
         raise ValueError(
             f"dataset_folder: {str(output)!r} is not a dataset written by label() ({e})"
         ) from e
-    rows = read_manifest(output / MANIFEST)
-    for image, target in changes.items():
-        row = rows.get(image)
-        if row is None or row["status"] != "labeled":
-            problem = "is not in the manifest" if row is None else f"is {row['status']}"
-            raise ValueError(f"corrections: {image!r} {problem}; only labelled images can move")
-        if target is not None and target not in classes:
-            raise ValueError(
-                f"corrections: {image!r} -> {target!r}: expected one of {', '.join(classes)}"
-            )
     counts: Counter[str] = Counter()
     with DatasetFolder(output, settings, classes, resume=True) as folder:
-        for image, target in changes.items():
+        files = [SourceFile(key, "", row["stamp"]) for key, row in sorted(folder.rows.items())]
+        if any(folder.rows[f.key]["status"] == "labeled" for f in folder.todo(files)):
+            raise ValueError(
+                f"dataset_folder: {str(output)!r} has images to predict again; run label() "
+                "with resume=True first"
+            )
+        for image, (source, target) in changes.items():
+            _check(image, source, target, folder.rows.get(image), classes)
+        for image, (_, target) in changes.items():
             row = folder.rows[image]
             decided = "excluded" if target is None else "human"
             new_class = row["class"] if target is None else target
@@ -114,13 +117,29 @@ def apply_corrections(
                 continue
             row["decided"], row["class"] = decided, new_class
             counts["excluded" if target is None else "reassigned"] += 1
-        files = [SourceFile(key, "", row["stamp"]) for key, row in sorted(folder.rows.items())]
         folder.write(files)
-    if (output / REVIEW_FILE).exists():  # the page shows the decisions from now on
-        from autodistill_metaclip.review import write_review
+        if (output / REVIEW_FILE).exists():  # the page shows the decisions from now on
+            from autodistill_metaclip.review import write_review
 
-        write_review(output)
+            write_review(output)
     return {name: counts[name] for name in ("reassigned", "excluded", "unchanged")}
+
+
+def _check(
+    image: str, source: str | None, target: str | None, row: Any, classes: list[str]
+) -> None:
+    if row is None or row["status"] != "labeled":
+        problem = "is not in the manifest" if row is None else f"is {row['status']}"
+        raise ValueError(f"corrections: {image!r} {problem}; only labelled images can move")
+    if target is not None and target not in classes:
+        raise ValueError(
+            f"corrections: {image!r} -> {target!r}: expected one of {', '.join(classes)}"
+        )
+    if source is not None and row["class"] not in (source, target):
+        raise ValueError(
+            f"corrections: {image!r} is now {row['class']!r}, not {source!r} as when the page "
+            "was written; write the page again and review it"
+        )
 
 
 def correction_report(dataset_folder: str | os.PathLike[str]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from autodistill_metaclip import sources
+from autodistill_metaclip.labeling import class_folders
 
 if TYPE_CHECKING:
     from autodistill_metaclip.model import MetaCLIP
@@ -102,15 +103,16 @@ def evaluate(
         raise ValueError("models: expected at least one model")
     if not 0 < target_accuracy <= 1:
         raise ValueError(f"target_accuracy: expected a number in (0, 1], but got {target_accuracy}")
-    truth = _labelled_files(Path(folder))
+    labelled = _labelled_files(Path(folder))
     for name, model in candidates.items():
-        unknown = sorted(set(truth.values()) - set(model.classes))
+        named = _folder_names(model.classes)
+        unknown = sorted({f for f in labelled.values() if f not in named})
         if unknown:
             raise ValueError(
                 f"folder: class folders {', '.join(map(repr, unknown))} are not classes of "
                 f"{name!r} ({', '.join(model.classes)})"
             )
-    files = sorted(truth)
+    files = sorted(labelled, key=lambda f: f.location)
     embedded: dict[Any, tuple[np.ndarray, dict[str, str]]] = {}
     results = []
     for name, model in candidates.items():
@@ -119,10 +121,12 @@ def evaluate(
         if key not in embedded:
             embedded[key] = _embed(model, files)
         vectors, failed = embedded[key]
-        readable = [f for f in files if f not in failed]
+        readable = [f for f in files if f.location not in failed]
+        named = _folder_names(model.classes)
+        truth = [named[labelled[f]] for f in readable]
         probabilities = model.probabilities(vectors)
         results.append(
-            _score(name, model.classes, [truth[f] for f in readable], probabilities, failed)
+            _score(name, model.classes, truth, probabilities, failed)
             if readable
             else _nothing_readable(name, failed)
         )
@@ -154,24 +158,33 @@ def report(evaluations: list[Evaluation]) -> str:
     return "\n".join(lines)
 
 
-def _labelled_files(folder: Path) -> dict[str, str]:
-    """``{image location: class}`` from the class folders of ``folder``."""
+def _labelled_files(folder: Path) -> dict[sources.SourceFile, str]:
+    """``{image: its class folder's name}`` from the class folders of ``folder`` (a link is
+    followed only to a file inside ``folder``)."""
     if not folder.is_dir():
         raise ValueError(f"folder: {str(folder)!r} is not a folder")
     truth = {}
-    for class_folder in sorted(p for p in folder.iterdir() if p.is_dir()):
+    within = os.path.realpath(folder)
+    for class_folder in sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()):
         for file in sources.list_images(class_folder, None, recursive=True):
-            truth[file.location] = class_folder.name
+            truth[replace(file, within=within)] = class_folder.name
     if not truth:
         raise ValueError(f"folder: {str(folder)!r} has no class folders with images")
     return truth
 
 
-def _embed(model: MetaCLIP, files: list[str]) -> tuple[np.ndarray, dict[str, str]]:
+def _folder_names(classes: list[str]) -> dict[str, str]:
+    """``{folder name: class}``: a class's own name, or the safe folder name ``label()``
+    gives it (``a/b`` -> ``a_b``)."""
+    folders = {folder: name for name, folder in class_folders(classes).items()}
+    return {**folders, **{name: name for name in classes}}
+
+
+def _embed(model: MetaCLIP, files: list[sources.SourceFile]) -> tuple[np.ndarray, dict[str, str]]:
     vectors, failed = [], {}
     for item in model.iter_embeddings(files):
         if item.vector is None:
-            failed[files[item.index]] = str(item.error)
+            failed[files[item.index].location] = str(item.error)
         else:
             vectors.append(item.vector)
     return np.array(vectors, np.float32).reshape(-1, model.dim), failed

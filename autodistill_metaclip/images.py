@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import io
 import logging
@@ -214,17 +215,21 @@ def from_array(array: np.ndarray) -> Image.Image:
 
 
 def _download(url: str) -> bytes:
-    """Fetch a URL's body within one deadline (:data:`URL_TIMEOUT`) for connecting, every
-    redirect, the headers and the body; errors, non-images and oversized bodies are refused."""
+    """Fetch a URL's body within one deadline (:data:`URL_TIMEOUT`) for the name lookup,
+    connecting, every redirect, the headers and the body; errors, non-images and oversized
+    bodies are refused. No message shows the URL's credentials."""
     shown = repr(redact(url))
     deadline = time.monotonic() + URL_TIMEOUT
     for _ in range(MAX_REDIRECTS + 1):
         try:
             redirect, body = _fetch(url, deadline, shown)
-        except (OSError, http.client.HTTPException) as e:
+        except ImageLoadError:
+            raise
+        except (OSError, ValueError, http.client.HTTPException) as e:  # ValueError: a bad port
             if time.monotonic() >= deadline:
                 raise ImageLoadError(f"{shown}: not complete within {URL_TIMEOUT:g}s") from None
-            raise ImageLoadError(f"{shown}: download failed ({type(e).__name__}: {e})") from None
+            why = _scrub(f"{type(e).__name__}: {e}", url)
+            raise ImageLoadError(f"{shown}: download failed ({why})") from None
         if redirect is None:
             return body
         url, shown = redirect, repr(redact(redirect))
@@ -239,17 +244,21 @@ def _fetch(url: str, deadline: float, shown: str) -> tuple[str | None, bytes]:
         raise ImageLoadError(f"{shown}: not an http(s) URL")
     secure = parts.scheme.lower() == "https"
     port = parts.port or (443 if secure else 80)
-    sock = socket.create_connection((parts.hostname, port), timeout=_left(deadline))
-    timer = threading.Timer(_left(deadline), _shut, (sock,))
-    timer.daemon = True
-    timer.start()
-    kind = http.client.HTTPSConnection if secure else http.client.HTTPConnection
-    connection = kind(parts.hostname, port, timeout=_left(deadline))
-    try:
+    with contextlib.ExitStack() as cleanup:
+        current = [_connect(parts.hostname, port, deadline)]  # what the timer shuts down
+        cleanup.callback(lambda: current[0].close())
+        timer = threading.Timer(_left(deadline), _shut, (current,))
+        timer.daemon = True
+        timer.start()
+        cleanup.callback(timer.cancel)
         if secure:
             context = ssl.create_default_context()
-            sock = context.wrap_socket(sock, server_hostname=parts.hostname)
-        connection.sock = sock
+            current[0] = context.wrap_socket(current[0], server_hostname=parts.hostname)
+            _left(deadline)  # the timer may have fired on the socket before it was wrapped
+        kind = http.client.HTTPSConnection if secure else http.client.HTTPConnection
+        connection = kind(parts.hostname, port, timeout=_left(deadline))
+        connection.sock = current[0]
+        cleanup.callback(connection.close)
         headers = {"Accept-Encoding": "gzip, deflate", "User-Agent": "autodistill-metaclip"}
         if parts.username is not None:
             login = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
@@ -268,10 +277,50 @@ def _fetch(url: str, deadline: float, shown: str) -> tuple[str | None, bytes]:
         body = _body(response, response.getheader("Content-Encoding", ""), shown)
         _left(deadline)  # a body cut short by the deadline's shutdown is no body
         return None, body
-    finally:
-        timer.cancel()
-        connection.close()
-        sock.close()
+
+
+def _connect(host: str, port: int, deadline: float) -> socket.socket:
+    """A connected socket; the name lookup runs in a thread so that it, too, ends in time."""
+    found: list[Any] = []
+
+    def lookup() -> None:
+        try:
+            found.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except (OSError, UnicodeError) as e:
+            found.append(e)
+
+    resolver = threading.Thread(target=lookup, daemon=True)
+    resolver.start()
+    resolver.join(_left(deadline))
+    if not found:
+        raise TimeoutError(f"no address for {host!r} in time")
+    if isinstance(found[0], Exception):
+        raise found[0]
+    error: OSError = OSError(f"no address for {host!r}")
+    for family, kind, protocol, _, address in found[0]:
+        sock = socket.socket(family, kind, protocol)
+        try:
+            sock.settimeout(_left(deadline))
+            sock.connect(address)
+            return sock
+        except OSError as e:
+            sock.close()
+            error = e
+    raise error
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` without the URL's password or secret query values (as :func:`redact` hides)."""
+    parts = urlsplit(url)
+    secrets = [parts.password or ""]
+    secrets += [
+        value
+        for name, _, value in (item.partition("=") for item in parts.query.split("&"))
+        if _SECRET_PARAMETER.search(name)
+    ]
+    for secret in filter(None, secrets):
+        text = text.replace(secret, "***").replace(unquote(secret), "***")
+    return text
 
 
 def _body(response: http.client.HTTPResponse, encoding: str, shown: str) -> bytes:
@@ -302,9 +351,9 @@ def _left(deadline: float) -> float:
     return left
 
 
-def _shut(sock: socket.socket) -> None:
+def _shut(current: list[socket.socket]) -> None:
     try:
-        sock.shutdown(socket.SHUT_RDWR)
+        current[0].shutdown(socket.SHUT_RDWR)
     except OSError:
         pass  # already closed
 

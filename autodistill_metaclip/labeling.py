@@ -351,10 +351,8 @@ class DatasetFolder:
         row = self.rows.get(file.key)
         if row is None or row["stamp"] != file.stamp or row["status"] == "failed":
             return False
-        if row["status"] == "unlabeled" or (
-            row["decided"] == "excluded" and file.key in self.vectors
-        ):
-            return True  # an excluded image has no copy to keep
+        if row["status"] == "unlabeled":
+            return True
         kept = self._staged(file.key).is_file() or (file.key, file.stamp) in copies
         return file.key in self.vectors and kept
 
@@ -500,13 +498,10 @@ class DatasetFolder:
     def _write_copies(self, planned: dict[str, str]) -> None:
         """Journal first (what this tool may have written, and from which file); then move
         each copy into place: the kept bytes, or an earlier copy of the same file (moved aside
-        first, so no rename can land on a copy still needed); then forget the rest."""
+        first, so no rename can land on a copy still needed); then forget the rest. The bytes
+        of excluded images stay kept, so a correction can bring them back."""
         written = self._written()
         wanted = {relative: [key, self.rows[key]["stamp"]] for relative, key in planned.items()}
-        _save_journal(self.state / JOURNAL, {**written, **wanted})
-        for split in self.splits:
-            for folder in self.folders.values():
-                make_folders(self.output, f"{split}/{folder}")
         copies = self._copies(written)
         moving = {}
         for relative, key in planned.items():
@@ -515,26 +510,37 @@ class DatasetFolder:
                 moving[relative] = key
             elif not (target.is_file() and not target.is_symlink()):
                 moving[relative] = key
-        for key in moving.values():
+        aside = {k for k, r in self.rows.items() if r["decided"] == "excluded"}
+        missing = [
+            key
+            for key in [*moving.values(), *aside]
+            if not self._staged(key).is_file() and (key, self.rows[key]["stamp"]) not in copies
+        ]
+        if missing:  # checked before anything moves
+            raise FileNotFoundError(
+                f"output_folder: the copies of {len(missing)} images ({missing[0]!r}, ...) are "
+                "gone; run label() again with resume=True to read them again"
+            )
+        _save_journal(self.state / JOURNAL, {**written, **wanted})
+        for split in self.splits:
+            for folder in self.folders.values():
+                make_folders(self.output, f"{split}/{folder}")
+        for key in {*moving.values(), *aside}:
             earlier = copies.get((key, self.rows[key]["stamp"]))
-            if earlier is not None and key not in self.fresh and earlier.is_file():
+            if not self._staged(key).is_file() and earlier is not None:
                 make_folders(self.state, STAGED)
                 os.replace(earlier, self._staged(key))
         for relative in written.keys() - wanted.keys():
             _remove_ours(self.output / relative)
         for relative, key in moving.items():
-            staged = self._staged(key)
-            if not staged.is_file():
-                raise FileNotFoundError(
-                    f"output_folder: the kept copy of {key!r} ({str(staged)!r}) went missing "
-                    "during the run; run again with resume=True to redo it"
-                )
             refuse_link(self.output / relative)
-            os.replace(staged, self.output / relative)
+            os.replace(self._staged(key), self.output / relative)
         _save_journal(self.state / JOURNAL, wanted)
         staged_folder = self.state / STAGED
+        keep = {self._staged(key).name for key in aside}
         for stale in staged_folder.iterdir() if staged_folder.is_dir() else ():
-            _remove_ours(stale)  # bytes of images no longer labelled
+            if stale.name not in keep:
+                _remove_ours(stale)  # bytes of images no longer labelled
 
     # state of an earlier run ------------------------------------------------------------
 
@@ -548,8 +554,11 @@ class DatasetFolder:
         except ValueError as e:
             raise ValueError(f"output_folder: this tool's journal {str(path)!r}: {e}") from e
         if not isinstance(journal, dict) or not all(
-            isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v)
-            for v in journal.values()
+            _inside_splits(relative)
+            and isinstance(v, list)
+            and len(v) == 2
+            and all(isinstance(x, str) for x in v)
+            for relative, v in journal.items()
         ):
             raise ValueError(f"output_folder: this tool's journal {str(path)!r} is malformed")
         return journal
@@ -789,6 +798,15 @@ def _remove_leftovers(output: Path, split_names: Sequence[str]) -> None:
         for path in folder.glob(f"{PARTIAL_PREFIX}*"):
             if _LEFTOVER.match(path.name) and path.is_file() and not path.is_symlink():
                 path.unlink()
+
+
+def _inside_splits(relative: Any) -> bool:
+    """Whether a journal path is ``split/class folder/file``: nothing else is ever touched."""
+    if not isinstance(relative, str):
+        return False
+    parts = PurePosixPath(relative).parts
+    splits_ = {*LAYOUTS["valid"], *LAYOUTS["val"]}
+    return len(parts) == 3 and parts[0] in splits_ and not {".", "..", "/"} & set(parts)
 
 
 def _remove_ours(path: Path) -> None:

@@ -122,7 +122,9 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
             the model's input): faster on big photos, but no longer exactly open_clip's
             preprocessing. Off by default.
         decode_memory: MiB that images being decoded at once may take (their files, pixels and
-            RGB conversions; one image alone may exceed it): bounds memory whatever the images.
+            RGB conversions; one image alone may exceed it): bounds decoding memory whatever
+            the images. Not counted: the encoded files ``label()`` keeps for the images in
+            flight (up to three batches) until it has stored them.
 
     Example:
         >>> from autodistill.detection import CaptionOntology

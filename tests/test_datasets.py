@@ -123,7 +123,7 @@ def test_ultralytics_trains_on_the_val_layout(model: MetaCLIP, tmp_path: Path) -
         tmp_path / "in", ".png", output, layout="val", near_duplicates=TIGHT, progress=False
     )
     assert sorted(p.name for p in output.iterdir() if not p.name.startswith(".")) == [
-        "classes.txt", "manifest.csv", "test", "train", "val",
+        "classes.txt", "manifest.csv", "review.html", "test", "train", "val",
     ]  # fmt: skip
     yolo = YOLO("yolov8n-cls.yaml")  # built from its yaml: no download
     yolo.train(

@@ -303,6 +303,52 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     httpd.server_close()
 
 
+@pytest.fixture
+def tls_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The same server behind TLS, with a certificate this test makes and trusts."""
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    monkeypatch.setattr(images, "URL_TIMEOUT", 0.5)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Misbehaving)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.mark.parametrize(("path", "error"), [("/ok.png", None), ("/drip-headers.png", "0.5s")])
+def test_https_is_under_the_same_deadline(demo_model, tls_server: str, path, error) -> None:
+    if error is None:
+        assert demo_model.embed_image(tls_server + path).shape == (64,)
+        return
+    started = time.monotonic()
+    with pytest.raises(ImageLoadError, match=rf"not complete within {error}"):
+        demo_model.predict(tls_server + path)
+    assert time.monotonic() - started < 1.5
+
+
+def test_a_malformed_url_fails_alone_and_hides_its_secrets(demo_model: MetaCLIP, shape_file):
+    bad = ["http://127.0.0.1:99999/x.png", "http://h/a b.png?X-Amz-Signature=SECRET123"]
+    results = list(demo_model.iter_predictions([*bad, shape_file()], 0.5))
+    assert [r.status for r in results] == ["failed", "failed", "labeled"]
+    assert all("SECRET123" not in str(r.error) for r in results[:2])
+
+
 @pytest.mark.parametrize(
     ("path", "error"),
     [

@@ -204,3 +204,40 @@ def test_cli_review_fix_evaluate(dataset: Path, tmp_path: Path) -> None:
     result = runner.invoke(main, [*args, *classes])
     assert result.exit_code == 0, result.output
     assert "classes: accuracy" in result.output and Image.open(tmp_path / "e.png").size[0] > 400
+
+
+def test_an_excluded_image_can_be_brought_back(dataset: Path) -> None:
+    rows = read_manifest(dataset / "manifest.csv")
+    key = next(k for k, r in rows.items() if r["status"] == "labeled")
+    original = next(dataset.rglob(key)).read_bytes()
+    apply_corrections(dataset, _corrections((key, None)))
+    assert not list(dataset.rglob(key))
+    apply_corrections(dataset, _corrections((key, rows[key]["class"])))
+    (copy,) = dataset.rglob(key)
+    assert copy.read_bytes() == original and copy.parent.name == rows[key]["class"]
+    assert read_manifest(dataset / "manifest.csv")[key]["decided"] == "human"
+
+
+def test_a_stale_correction_is_refused(dataset: Path) -> None:
+    rows = read_manifest(dataset / "manifest.csv")
+    key = next(k for k, r in rows.items() if r["status"] == "labeled")
+    others = [c for c in synthetic.class_names() if c != rows[key]["class"]]
+    stale = {"format": FORMAT, "corrections": [{"image": key, "from": others[0], "to": others[1]}]}
+    with pytest.raises(ValueError, match="as when the page was written"):
+        apply_corrections(dataset, stale)
+
+
+@pytest.mark.parametrize("planted", ["/tmp/victim-{n}.txt", "../victim-{n}.txt", "train/x"])
+def test_a_tampered_journal_touches_nothing_outside(dataset: Path, tmp_path, planted) -> None:
+    victim = tmp_path / f"victim-{len(planted)}.txt"
+    victim.write_text("keep me")
+    relative = planted.format(n=len(planted))
+    if relative.startswith("/"):
+        relative = str(victim)
+    journal_file = dataset / ".autodistill-metaclip" / "written.json"
+    journal = json.loads(journal_file.read_text())
+    journal[relative] = ["00001_red_square.png", "1:1"]
+    journal_file.write_text(json.dumps(journal))
+    with pytest.raises(ValueError, match="journal .* is malformed"):
+        apply_corrections(dataset, _corrections())
+    assert victim.read_text() == "keep me"
