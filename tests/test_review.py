@@ -238,6 +238,6 @@ def test_a_tampered_journal_touches_nothing_outside(dataset: Path, tmp_path, pla
     journal = json.loads(journal_file.read_text())
     journal[relative] = ["00001_red_square.png", "1:1"]
     journal_file.write_text(json.dumps(journal))
-    with pytest.raises(ValueError, match="journal .* is malformed"):
+    with pytest.raises(ValueError, match=r"journal .* is malformed"):
         apply_corrections(dataset, _corrections())
     assert victim.read_text() == "keep me"
