@@ -615,21 +615,50 @@ def search(
     "--threshold", type=click.FloatRange(-1, 1), default=0.95, show_default=True,
     help="Minimum cosine similarity of near-duplicates.",
 )  # fmt: skip
+@click.option(
+    "--move-to", type=click.Path(file_okay=False),
+    help="Move all but the kept image of each group here (a dry run without --apply).",
+)  # fmt: skip
+@click.option("--apply", is_flag=True, help="With --move-to: really move them.")
 @_command
-def dedup(index_file: str, threshold: float) -> Any:
-    """List groups of near-duplicate images in an index.
+def dedup(index_file: str, threshold: float, move_to: str | None, apply: bool) -> Any:
+    """List groups of near-duplicate images in an index; move all but one of each aside.
+
+    The image kept is the largest file (then the oldest, then the first path); the others
+    are moved, never deleted, keeping their relative paths, with a moves.csv to undo it.
 
     \b
-    Example:
+    Examples:
       autodistill-metaclip dedup photos.npz --threshold 0.97
+      autodistill-metaclip dedup photos.npz --move-to duplicates/ --apply
     """
+    from autodistill_metaclip.dedup import move_duplicates, plan
     from autodistill_metaclip.index import EmbeddingIndex
 
-    groups = EmbeddingIndex.load(index_file).duplicates(threshold)
+    if apply and move_to is None:
+        raise click.UsageError("--apply needs --move-to")
+    index = EmbeddingIndex.load(index_file)
+    groups = plan(index, threshold)
     lines = [
-        f"group {i + 1} ({len(g)}):" + "".join(f"\n  {p}" for p in g) for i, g in enumerate(groups)
+        f"group {i + 1} ({len(g.move) + 1}):\n  keep {index.location(g.keep)}"
+        + "".join(f"\n  dup  {index.location(k)}" for k in g.move)
+        for i, g in enumerate(groups)
     ]
-    return [[str(p) for p in g] for g in groups], "\n".join(lines) or "no near-duplicates", 0
+    data: dict[str, Any] = {"groups": [{"keep": g.keep, "duplicates": g.move} for g in groups]}
+    skipped = 0
+    if move_to is not None:
+        moves = move_duplicates(index, groups, move_to, apply=apply)
+        data["moves"] = [
+            {"from": str(m.source), "to": str(m.destination), "outcome": m.outcome} for m in moves
+        ]
+        done = sum(m.outcome == "moved" for m in moves)
+        skipped = sum(m.outcome.startswith("skipped") for m in moves)
+        lines.append(
+            f"moved {done} of {len(moves)} to {move_to} (see moves.csv); run `index` again"
+            if apply
+            else f"dry run: {len(moves)} files would move to {move_to}; add --apply"
+        )
+    return data, "\n".join(lines) or "no near-duplicates", skipped
 
 
 @main.command()

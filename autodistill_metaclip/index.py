@@ -309,6 +309,10 @@ class EmbeddingIndex:
     def duplicates(self, threshold: float = 0.95, *, block: int = 2048) -> list[list[Path | str]]:
         """Groups of images whose embeddings are at least ``threshold`` cosine-similar to another
         member (connected components), largest group first. Compares all pairs, in blocks."""
+        return [[self.location(k) for k in g] for g in self.duplicate_keys(threshold, block=block)]
+
+    def duplicate_keys(self, threshold: float = 0.95, *, block: int = 2048) -> list[list[str]]:
+        """:meth:`duplicates` as keys (paths relative to :attr:`root`)."""
         from scipy.sparse import coo_matrix
         from scipy.sparse.csgraph import connected_components
 
@@ -327,11 +331,11 @@ class EmbeddingIndex:
         )
         graph = coo_matrix((np.ones(len(pairs[0]), np.int8), pairs), shape=(len(self), len(self)))
         _, component = connected_components(graph, directed=False)
-        groups: dict[int, list[Path | str]] = {}
+        groups: dict[int, list[str]] = {}
         for key, group in zip(self.keys, component, strict=True):
-            groups.setdefault(int(group), []).append(self.location(key))
-        found = [sorted(g, key=str) for g in groups.values() if len(g) > 1]
-        return sorted(found, key=lambda g: (-len(g), str(g[0])))
+            groups.setdefault(int(group), []).append(key)
+        found = [sorted(g) for g in groups.values() if len(g) > 1]
+        return sorted(found, key=lambda g: (-len(g), g[0]))
 
     def clusters(
         self,

@@ -264,7 +264,7 @@ def test_index_search_dedup_cluster(photos: Path, tmp_path: Path) -> None:
     code, out, _ = run("search", index_file, photos / "00004_green_square.png", "-k", "1")
     assert code == 0 and "00004_green_square.png" in out
     code, out, _ = run("dedup", index_file, "--threshold", "0.9999", "--json")
-    assert code == 0 and json.loads(out) == []
+    assert code == 0 and json.loads(out) == {"groups": []}
     names = [x for c in synthetic.COLOURS for x in ("-n", f"a photo of a {c} thing")]
     code, out, _ = run(
         "cluster", index_file, "-k", "4", "--json", "--sheet", tmp_path / "sheet.png", *names
