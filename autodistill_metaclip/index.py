@@ -1,7 +1,11 @@
 """An embedding index of a folder: search by text or image, near-duplicates, clusters.
 
 Built once with the model's streaming API and saved as one ``.npz`` (plain numpy arrays:
-``paths``, ``embeddings``; no pickle), written atomically. The folder may be local or a
+``paths``, ``embeddings``, and above :data:`~autodistill_metaclip.neighbours.EXACT_LIMIT`
+images the serialised IVF index as bytes; no pickle), written atomically. The embeddings are
+stored uncompressed, so :meth:`EmbeddingIndex.load` memory-maps them: a million images open
+without reading 2 GB into memory. Search, near-duplicates and k-means run on faiss
+(:mod:`autodistill_metaclip.neighbours`). The folder may be local or a
 filesystem URI (:mod:`autodistill_metaclip.sources`). :meth:`EmbeddingIndex.update` embeds only
 files that are new or changed (size or modification time) and drops deleted ones. The index
 records which model made it, including the embedding of a fixed probe text, so embeddings of
@@ -28,11 +32,12 @@ from tqdm.auto import tqdm
 
 from autodistill_metaclip import sources
 from autodistill_metaclip.files import atomic_write, open_file
+from autodistill_metaclip.neighbours import Neighbours, kmeans
 
 if TYPE_CHECKING:
     from autodistill_metaclip.model import MetaCLIP
 
-FORMAT = 2  # 1: "stats" (size, mtime_ns) instead of "stamps"; still read
+FORMAT = 3  # 3: an optional "ann" member (the IVF index); 2: no "ann"; 1: "stats" for "stamps"
 MAX_INDEX_BYTES = 64 << 30
 """Largest index file read (32 million ViT-B/32 embeddings)."""
 _PROBE = "autodistill-metaclip index probe: a photo of a red circle"
@@ -95,6 +100,15 @@ class EmbeddingIndex:
         self.failed = failed or {}
         self.options = options or {"extensions": None, "recursive": True}
         self._compatible: weakref.WeakSet[MetaCLIP] = weakref.WeakSet()
+        self._neighbours: Neighbours | None = None
+        self._ann: np.ndarray | None = None  # the saved IVF index, if any
+
+    @property
+    def neighbours(self) -> Neighbours:
+        """Nearest-neighbour search over the embeddings (built on first use)."""
+        if self._neighbours is None or self._neighbours.vectors is not self.embeddings:
+            self._neighbours = Neighbours(self.embeddings, self._ann)
+        return self._neighbours
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -215,6 +229,7 @@ class EmbeddingIndex:
         order = np.argsort(keys, kind="stable")
         self.keys = [keys[i] for i in order]
         self.stamps = [current[key].stamp for key in self.keys]
+        self._ann = None  # of the vectors before: rebuilt when needed
         self.embeddings = np.concatenate(
             [self.embeddings[keep], np.array(new_vectors, np.float32).reshape(-1, model.dim)]
         )[order]
@@ -234,14 +249,17 @@ class EmbeddingIndex:
             "failed": self.failed,
             "options": self.options,
         }
+        arrays: dict[str, Any] = {
+            "paths": np.array(self.keys, dtype=str),
+            "embeddings": np.asarray(self.embeddings, np.float32),
+            "stamps": np.array(self.stamps, dtype=str),
+            "meta": np.array(json.dumps(meta)),
+        }
+        ann = self.neighbours.serialised()
+        if ann is not None:
+            arrays["ann"] = ann
         with atomic_write(target) as file:
-            np.savez(
-                file,
-                paths=np.array(self.keys, dtype=str),
-                embeddings=self.embeddings,
-                stamps=np.array(self.stamps, dtype=str),
-                meta=np.array(json.dumps(meta)),
-            )
+            np.savez(file, **arrays)  # uncompressed: the embeddings can be memory-mapped
         return target
 
     @classmethod
@@ -259,14 +277,16 @@ class EmbeddingIndex:
                 meta = json.loads(str(arrays["meta"][()]))
                 if not isinstance(meta, dict):
                     raise ValueError("its metadata is not a JSON object")
-                if meta.get("format") not in (1, FORMAT):
+                if meta.get("format") not in (1, 2, FORMAT):
                     raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT}")
                 if meta["format"] == 1:
                     stamps = [f"{size}:{mtime}" for size, mtime in arrays["stats"].tolist()]
                 else:
                     stamps = [str(s) for s in arrays["stamps"]]
                 keys = [str(k) for k in arrays["paths"]]
-                embeddings = arrays["embeddings"]
+                ann = arrays["ann"] if "ann" in arrays.files else None
+                mapped = _memory_map(file, "embeddings.npy")
+                embeddings = mapped if mapped is not None else arrays["embeddings"]
         except Exception as e:  # zip, npy, JSON and key errors all mean: not an index
             raise ValueError(f"{shown} is not a readable embedding index ({e})") from None
         problem = _inconsistency(meta, keys, embeddings, stamps)
@@ -275,12 +295,13 @@ class EmbeddingIndex:
         index = cls(
             meta["root"],
             keys,
-            embeddings.astype(np.float32),
+            embeddings if embeddings.dtype == np.float32 else embeddings.astype(np.float32),
             stamps,
             meta["model"],
             meta.get("failed", {}),
             meta.get("options"),
         )
+        index._ann = ann
         if model is not None:
             index.check_model(model)
         return index
@@ -302,34 +323,28 @@ class EmbeddingIndex:
         if text is None:
             text = _is_text_query(query)
         vector = model.embed_text(query) if text else model.embed_image(query)
-        scores = self.embeddings @ vector
-        top = np.argsort(-scores, kind="stable")[: max(0, k)]
-        return [Hit(self.location(self.keys[i]), float(scores[i])) for i in top]
+        scores, ids = self.neighbours.search(vector[None], k)
+        return [
+            Hit(self.location(self.keys[i]), float(s))
+            for s, i in zip(scores[0], ids[0], strict=True)
+            if i >= 0
+        ]
 
-    def duplicates(self, threshold: float = 0.95, *, block: int = 2048) -> list[list[Path | str]]:
+    def duplicates(self, threshold: float = 0.95) -> list[list[Path | str]]:
         """Groups of images whose embeddings are at least ``threshold`` cosine-similar to another
-        member (connected components), largest group first. Compares all pairs, in blocks."""
-        return [[self.location(k) for k in g] for g in self.duplicate_keys(threshold, block=block)]
+        member (connected components), largest group first: all pairs compared up to
+        ``neighbours.EXACT_LIMIT`` images, found through the IVF index above."""
+        return [[self.location(k) for k in g] for g in self.duplicate_keys(threshold)]
 
-    def duplicate_keys(self, threshold: float = 0.95, *, block: int = 2048) -> list[list[str]]:
+    def duplicate_keys(self, threshold: float = 0.95) -> list[list[str]]:
         """:meth:`duplicates` as keys (paths relative to :attr:`root`)."""
         from scipy.sparse import coo_matrix
         from scipy.sparse.csgraph import connected_components
 
         if not -1.0 <= threshold <= 1.0:
             raise ValueError(f"threshold: expected a cosine in [-1, 1], but got {threshold!r}")
-        rows, columns = [], []
-        for start in range(0, len(self), block):
-            i, j = np.nonzero(
-                self.embeddings[start : start + block] @ self.embeddings.T >= threshold
-            )
-            rows.append(i + start)
-            columns.append(j)
-        pairs = (
-            np.concatenate([np.zeros(0, np.int64), *rows]),
-            np.concatenate([np.zeros(0, np.int64), *columns]),
-        )
-        graph = coo_matrix((np.ones(len(pairs[0]), np.int8), pairs), shape=(len(self), len(self)))
+        i, j = self.neighbours.pairs(threshold)
+        graph = coo_matrix((np.ones(len(i), np.int8), (i, j)), shape=(len(self), len(self)))
         _, component = connected_components(graph, directed=False)
         groups: dict[int, list[str]] = {}
         for key, group in zip(self.keys, component, strict=True):
@@ -346,17 +361,12 @@ class EmbeddingIndex:
         names: Sequence[str] | None = None,
         model: MetaCLIP | None = None,
     ) -> Clustering:
-        """k-means (scikit-learn) on the embeddings; each cluster lists its members closest to
-        the centre first. With candidate ``names`` (and ``model``), each cluster is named by the
-        candidate whose text embedding is closest to its centre."""
-        from sklearn.cluster import KMeans
-
+        """Spherical k-means (faiss) on the embeddings; each cluster lists its members closest
+        to the centre first. With candidate ``names`` (and ``model``), each cluster is named by
+        the candidate whose text embedding is closest to its centre."""
         if not 1 <= k <= len(self):
             raise ValueError(f"k: expected 1 to {len(self)} (the number of images), but got {k}")
-        kmeans = KMeans(n_clusters=k, random_state=seed, n_init=10).fit(self.embeddings)
-        centres = kmeans.cluster_centers_ / np.linalg.norm(
-            kmeans.cluster_centers_, axis=1, keepdims=True
-        )
+        centres, labels = kmeans(self.embeddings, k, seed=seed)
         name_scores = None
         if names:
             if model is None:
@@ -365,7 +375,7 @@ class EmbeddingIndex:
             name_scores = centres @ model.embed_text(list(names)).T
         clusters = []
         for c in range(k):
-            members = np.flatnonzero(kmeans.labels_ == c)
+            members = np.flatnonzero(labels == c)
             closest = members[np.argsort(-(self.embeddings[members] @ centres[c]), kind="stable")]
             best = int(np.argmax(name_scores[c])) if name_scores is not None else None
             clusters.append(
@@ -381,7 +391,7 @@ class EmbeddingIndex:
                     else float(name_scores[c, best]),
                 )
             )
-        return Clustering(labels=kmeans.labels_.astype(np.int64), clusters=clusters)
+        return Clustering(labels=labels, clusters=clusters)
 
     def to_parquet(self, path: str | os.PathLike[str]) -> Path:
         """Write ``path``/``embedding`` rows for vector databases (needs ``pyarrow``)."""
@@ -463,6 +473,32 @@ def _inconsistency(
         return f"{len(keys)} paths, {len(embeddings)} embeddings and {len(stamps)} stamps"
     if len(set(keys)) != len(keys):
         return "a path is listed twice"
-    if not np.isfinite(embeddings).all():
+    if not all(
+        np.isfinite(embeddings[s : s + 65536]).all() for s in range(0, len(embeddings), 65536)
+    ):
         return "some embeddings are not finite (NaN or infinite)"
     return ""
+
+
+def _memory_map(file: Any, member: str) -> np.ndarray | None:
+    """A read-only memory map of an uncompressed ``.npy`` member of an open ``.npz`` file
+    (``np.savez`` stores them so), or ``None`` if it is compressed."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(file) as archive:
+        info = archive.getinfo(member)
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
+    file.seek(info.header_offset)
+    header = file.read(30)
+    name_length, extra_length = struct.unpack("<HH", header[26:30])
+    file.seek(info.header_offset + 30 + name_length + extra_length)
+    version = np.lib.format.read_magic(file)
+    read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+        version, np.lib.format.read_array_header_2_0
+    )
+    shape, fortran, dtype = read_header(file)
+    if dtype.hasobject or fortran or len(shape) != 2:
+        return None
+    return np.memmap(file, dtype=dtype, mode="r", offset=file.tell(), shape=shape)
