@@ -20,12 +20,13 @@ import csv
 import errno
 import os
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from autodistill_metaclip import sources
-from autodistill_metaclip.files import atomic_write
+from autodistill_metaclip.files import atomic_write, make_folders
 
 if TYPE_CHECKING:
     from autodistill_metaclip.index import EmbeddingIndex
@@ -73,7 +74,12 @@ def move_duplicates(
     apply: bool = False,
 ) -> list[Move]:
     """Move every non-representative of ``groups`` under ``destination`` (a dry run unless
-    ``apply``); returns each move with its outcome, also written to ``destination/moves.csv``.
+    ``apply``); returns each move with its outcome. Applied moves are appended to
+    ``destination/moves.csv`` one by one, as they happen.
+
+    Skipped, with the reason: a group whose kept file changed or is gone since it was indexed;
+    a symbolic link, or a file that is the kept one through a link; a file that changed since
+    it was indexed; a path that leads out of the indexed folder; a destination that exists.
 
     Raises:
         ValueError: The index is of a URI (only local folders are moved), or ``destination`` is
@@ -82,48 +88,84 @@ def move_duplicates(
     root = sources.local_path(index.root)
     if root is None:
         raise ValueError(f"index: only a local folder's files can be moved, not {index.root!r}")
-    target = Path(destination)
-    if Path(os.path.realpath(target)).is_relative_to(os.path.realpath(root)):
+    real_root, target = os.path.realpath(root), Path(destination)
+    if Path(os.path.realpath(target)).is_relative_to(real_root):
         raise ValueError(f"destination: {str(target)!r} must not be inside {root!r}")
     stamps = dict(zip(index.keys, index.stamps, strict=True))
+    if apply and any(group.move for group in groups):
+        target.mkdir(parents=True, exist_ok=True)
     moves = []
     for group in groups:
+        kept = Path(root) / sources.unescape_key(group.keep)
+        kept_problem = _problem(kept, stamps[group.keep], real_root)
         for key in group.move:
             name = sources.unescape_key(key)
             move = Move(Path(root) / name, target / name, "dry run")
-            if apply:
-                move = Move(move.source, move.destination, _move(move, stamps[key]))
+            if kept_problem:
+                move = Move(move.source, move.destination, f"skipped: the kept file {kept_problem}")
+            elif apply:
+                outcome = _move(move, stamps[key], kept, real_root, target)
+                move = Move(move.source, move.destination, outcome)
+                _log(target, move)
             moves.append(move)
-    if apply and moves:
-        target.mkdir(parents=True, exist_ok=True)
-        with atomic_write(target / MOVES_FILE, "w") as f:
-            writer = csv.writer(f)
-            writer.writerow(["from", "to", "outcome"])
-            writer.writerows([str(m.source), str(m.destination), m.outcome] for m in moves)
     return moves
 
 
-def _move(move: Move, stamp: str) -> str:
-    """Move one file (a rename, or copy then remove across filesystems); the outcome."""
+def _problem(path: Path, stamp: str, real_root: str) -> str:
+    """Why ``path`` is not the file the index saw, inside the indexed folder; or ``""``."""
     try:
-        info = os.lstat(move.source)
+        info = os.lstat(path)
     except OSError as e:
-        return f"skipped: {e.strerror}"
+        return f"is unreadable ({e.strerror})"
+    if stat.S_ISLNK(info.st_mode):
+        return "is a symbolic link"
+    if not Path(os.path.realpath(path)).is_relative_to(real_root):
+        return "is outside the indexed folder"
     if f"{info.st_size}:{info.st_mtime_ns}" != stamp:
-        return "skipped: changed since it was indexed"
-    if os.path.lexists(move.destination):
-        return "skipped: the destination exists"
-    move.destination.parent.mkdir(parents=True, exist_ok=True)
+        return "changed since it was indexed"
+    return ""
+
+
+def _move(move: Move, stamp: str, kept: Path, real_root: str, target: Path) -> str:
+    """Move one file without ever replacing one (a hard link, then the source removed; a copy
+    across filesystems); the outcome."""
+    problem = _problem(move.source, stamp, real_root)
+    if not problem and os.path.samefile(move.source, kept):
+        problem = "is the kept file"
+    if problem:
+        return f"skipped: it {problem}"
+    relative = move.destination.relative_to(target)
+    if ".." in relative.parts:
+        return "skipped: it leads out of the destination"
     try:
-        os.rename(move.source, move.destination)
-    except OSError as e:
-        if e.errno != errno.EXDEV:
-            return f"skipped: {e.strerror}"
-        with open(move.source, "rb") as source, atomic_write(move.destination) as copy:
-            shutil.copyfileobj(source, copy)
-        shutil.copystat(move.source, move.destination)
+        make_folders(target, str(relative.parent))
+        try:
+            os.link(move.source, move.destination)  # fails if the destination exists
+        except OSError as e:
+            if e.errno != errno.EXDEV:
+                raise
+            if os.path.lexists(move.destination):
+                raise FileExistsError(move.destination) from None
+            with open(move.source, "rb") as source, atomic_write(move.destination) as copy:
+                shutil.copyfileobj(source, copy)
         os.unlink(move.source)
+    except FileExistsError:
+        return "skipped: the destination exists"
+    except OSError as e:
+        return f"skipped: {e.strerror or e}"
     return "moved"
+
+
+def _log(target: Path, move: Move) -> None:
+    """Append one move to ``target/moves.csv`` (never through a link), names escaped."""
+    log = target / MOVES_FILE
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    with open(os.open(log, flags, 0o666), "a", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        if f.tell() == 0:
+            writer.writerow(["from", "to", "outcome"])
+        row = [sources.escape_key(os.path.abspath(p)) for p in (move.source, move.destination)]
+        writer.writerow([*row, move.outcome])
 
 
 def _number(text: str) -> int:

@@ -3,8 +3,9 @@
 Built once with the model's streaming API and saved as one ``.npz`` (plain numpy arrays:
 ``paths``, ``embeddings``, and above :data:`~autodistill_metaclip.neighbours.EXACT_LIMIT`
 images the serialised IVF index as bytes; no pickle), written atomically. The embeddings are
-stored uncompressed, so :meth:`EmbeddingIndex.load` memory-maps them: a million images open
-without reading 2 GB into memory. Search, near-duplicates and k-means run on faiss
+stored uncompressed, so :meth:`EmbeddingIndex.load` memory-maps them (and checks them once for
+NaN, in chunks): a million images open without a second copy of 2 GB in memory. Search,
+near-duplicates and k-means run on faiss
 (:mod:`autodistill_metaclip.neighbours`). The folder may be local or a
 filesystem URI (:mod:`autodistill_metaclip.sources`). :meth:`EmbeddingIndex.update` embeds only
 files that are new or changed (size or modification time) and drops deleted ones. The index
@@ -32,7 +33,7 @@ from tqdm.auto import tqdm
 
 from autodistill_metaclip import sources
 from autodistill_metaclip.files import atomic_write, open_file
-from autodistill_metaclip.neighbours import Neighbours, kmeans
+from autodistill_metaclip.neighbours import Neighbours, kmeans, read_index
 
 if TYPE_CHECKING:
     from autodistill_metaclip.model import MetaCLIP
@@ -225,16 +226,18 @@ class EmbeddingIndex:
                 new_vectors.append(item.vector)
             bar.update()
         bar.close()
+        counts["failed"] = len(failed)
+        self.failed = failed
+        if not todo and not counts["removed"]:  # nothing to change: keep the (mapped) arrays
+            return counts
+        self._ann = None  # of the vectors before: rebuilt when needed
         keys = [self.keys[i] for i in keep] + new_keys
         order = np.argsort(keys, kind="stable")
         self.keys = [keys[i] for i in order]
         self.stamps = [current[key].stamp for key in self.keys]
-        self._ann = None  # of the vectors before: rebuilt when needed
         self.embeddings = np.concatenate(
             [self.embeddings[keep], np.array(new_vectors, np.float32).reshape(-1, model.dim)]
         )[order]
-        self.failed = failed
-        counts["failed"] = len(failed)
         logger.info("index of %s: %d images (%s)", self.root, len(self), counts)
         return counts
 
@@ -242,8 +245,9 @@ class EmbeddingIndex:
         """Write the index to exactly ``path`` (``.npz`` format), atomically: a failed write
         leaves an earlier file there as it was. Returns the path."""
         target = Path(path)
+        ann = self.neighbours.serialised()
         meta = {
-            "format": FORMAT,
+            "format": FORMAT if ann is not None else 2,  # 2: readable by earlier versions
             "root": self.root,
             "model": self.model_info,
             "failed": self.failed,
@@ -255,7 +259,6 @@ class EmbeddingIndex:
             "stamps": np.array(self.stamps, dtype=str),
             "meta": np.array(json.dumps(meta)),
         }
-        ann = self.neighbours.serialised()
         if ann is not None:
             arrays["ann"] = ann
         with atomic_write(target) as file:
@@ -290,6 +293,11 @@ class EmbeddingIndex:
         except Exception as e:  # zip, npy, JSON and key errors all mean: not an index
             raise ValueError(f"{shown} is not a readable embedding index ({e})") from None
         problem = _inconsistency(meta, keys, embeddings, stamps)
+        if not problem and ann is not None:
+            try:
+                read_index(ann, embeddings.shape)
+            except ValueError as e:
+                problem = str(e)
         if problem:
             raise ValueError(f"{shown} is not a valid embedding index: {problem}")
         index = cls(
@@ -341,8 +349,8 @@ class EmbeddingIndex:
         from scipy.sparse import coo_matrix
         from scipy.sparse.csgraph import connected_components
 
-        if not -1.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold: expected a cosine in [-1, 1], but got {threshold!r}")
+        if not 0.0 < threshold <= 1.0:
+            raise ValueError(f"threshold: expected a cosine in (0, 1], but got {threshold!r}")
         i, j = self.neighbours.pairs(threshold)
         graph = coo_matrix((np.ones(len(i), np.int8), (i, j)), shape=(len(self), len(self)))
         _, component = connected_components(graph, directed=False)
@@ -376,6 +384,8 @@ class EmbeddingIndex:
         clusters = []
         for c in range(k):
             members = np.flatnonzero(labels == c)
+            if not len(members):
+                continue  # k close to the number of distinct images leaves some empty
             closest = members[np.argsort(-(self.embeddings[members] @ centres[c]), kind="stable")]
             best = int(np.argmax(name_scores[c])) if name_scores is not None else None
             clusters.append(
@@ -396,17 +406,39 @@ class EmbeddingIndex:
     def to_parquet(self, path: str | os.PathLike[str]) -> Path:
         """Write ``path``/``embedding`` rows for vector databases (needs ``pyarrow``)."""
         try:
-            import pyarrow as pa
             import pyarrow.parquet as pq
         except ImportError as e:
             raise ImportError("parquet export needs pyarrow: pip install pyarrow") from e
-        vectors = pa.FixedSizeListArray.from_arrays(
-            pa.array(self.embeddings.reshape(-1), pa.float32()), self.embeddings.shape[1]
-        )
-        table = pa.table({"path": [str(p) for p in self.paths], "embedding": vectors})
-        table = table.replace_schema_metadata({"model": json.dumps(self.model_info)})
-        pq.write_table(table, Path(path))
+        pq.write_table(self._arrow("embedding"), Path(path))
         return Path(path)
+
+    def to_lancedb(self, uri: str | os.PathLike[str], table: str = "images") -> Any:
+        """Write the index as a LanceDB table (``path``, ``vector``) and return it.
+
+        LanceDB is an embedded vector database: ``uri`` is a local folder or an object-store
+        URI (``s3://bucket/db``); ``overwrite`` semantics: the table is replaced. Search it with
+        ``table.search(vector).metric("dot").limit(k)``, the cosine of these unit vectors
+        (needs ``pip install "autodistill-metaclip[lancedb]"``).
+        """
+        try:
+            import lancedb
+        except ImportError as e:
+            raise ImportError(
+                'LanceDB export needs lancedb: pip install "autodistill-metaclip[lancedb]"'
+            ) from e
+        database = lancedb.connect(os.fspath(uri))
+        return database.create_table(table, self._arrow("vector"), mode="overwrite")
+
+    def _arrow(self, vector_column: str) -> Any:
+        """``path`` and the embeddings as an Arrow table, with which model made them."""
+        import pyarrow as pa
+
+        vectors = pa.FixedSizeListArray.from_arrays(
+            pa.array(np.asarray(self.embeddings).reshape(-1), pa.float32()),
+            self.embeddings.shape[1],
+        )
+        table = pa.table({"path": [str(p) for p in self.paths], vector_column: vectors})
+        return table.replace_schema_metadata({"model": json.dumps(self.model_info)})
 
     def check_model(self, model: MetaCLIP) -> None:
         """Refuse a model whose embeddings cannot be compared with this index's."""

@@ -45,9 +45,7 @@ class Neighbours:
 
     def __init__(self, vectors: np.ndarray, index: np.ndarray | None = None) -> None:
         self.vectors = vectors
-        self._ivf = None if index is None else _faiss().deserialize_index(index)
-        if self._ivf is not None and self._ivf.ntotal != len(vectors):
-            self._ivf = None  # not of these vectors: rebuilt when needed
+        self._ivf = None if index is None else read_index(index, vectors.shape)
 
     @property
     def approximate(self) -> bool:
@@ -55,8 +53,9 @@ class Neighbours:
         return len(self.vectors) > EXACT_LIMIT
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` most similar vectors of each query: ``(scores, ids)``, each ``(M, k)``,
-        best first, cosines exact; ids ``-1`` (score ``-inf``) where fewer exist."""
+        """The ``k`` most similar vectors of each query: ``(scores, ids)``, each
+        ``(M, min(k, N))``, best first, cosines exact; ids ``-1`` (score ``-inf``) where the
+        IVF index proposed fewer."""
         queries = np.ascontiguousarray(queries, np.float32).reshape(-1, self.vectors.shape[1])
         k = max(0, min(k, len(self.vectors)))
         if k == 0 or not len(queries):
@@ -94,8 +93,10 @@ class Neighbours:
                 found_i.append(rows[keep])
                 found_j.append(ids[keep].astype(np.int64))
         i, j = np.concatenate(found_i), np.concatenate(found_j)
-        keep = i < j
-        return i[keep], j[keep]
+        # A pair may be found from one side only (its other end probed other cells).
+        pairs = np.unique(np.stack([np.minimum(i, j), np.maximum(i, j)], axis=1), axis=0)
+        pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+        return pairs[:, 0], pairs[:, 1]
 
     def serialised(self) -> np.ndarray | None:
         """The IVF index as bytes (``uint8``) for saving, built if this size needs one."""
@@ -120,6 +121,23 @@ class Neighbours:
             scores[row, : len(order)] = exact[order]
             ids[row, : len(order)] = np.sort(found)[order]
         return scores, ids
+
+
+def read_index(data: np.ndarray, shape: tuple[int, ...]) -> Any:
+    """A serialised IVF index, checked to be one of ``shape`` vectors.
+
+    Raises:
+        ValueError: It cannot be read, or is not an IVF index of that many vectors of that
+            dimension.
+    """
+    faiss = _faiss()
+    try:
+        index = faiss.deserialize_index(np.ascontiguousarray(data, np.uint8))
+    except RuntimeError as e:
+        raise ValueError(f"its IVF index cannot be read ({str(e).splitlines()[0]})") from None
+    if not isinstance(index, faiss.IndexIVF) or (index.ntotal, index.d) != tuple(shape):
+        raise ValueError(f"its IVF index is not one of {shape[0]} vectors of {shape[1]} values")
+    return index
 
 
 def _build_ivf(vectors: np.ndarray) -> Any:

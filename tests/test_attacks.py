@@ -293,6 +293,7 @@ def test_special_files_are_refused_at_once(demo_model, tmp_path, fifo, special) 
         (lambda p: _rewrite(p, embeddings=np.full((6, 64), np.nan, np.float32)), "not finite"),
         (lambda p: _rewrite(p, embeddings=np.array(["x"] * 6)), "type <U1"),
         (lambda p: _rewrite(p, meta=np.array('{"format": 7}')), "format 7"),
+        (lambda p: _rewrite(p, ann=np.zeros(64, np.uint8)), "IVF index cannot be read"),
     ],
 )
 def test_every_malformed_index_is_a_value_error(demo_model, tmp_path, damage, match) -> None:

@@ -68,7 +68,7 @@ def test_changed_files_are_skipped_and_the_destination_checked(demo_model, photo
     moves = {
         m.source.name: m.outcome for m in move_duplicates(index, groups, tmp_path / "a", apply=True)
     }
-    assert moves == {"big.png": "skipped: changed since it was indexed", "small.jpg": "moved"}
+    assert moves == {"big.png": "skipped: it changed since it was indexed", "small.jpg": "moved"}
     with pytest.raises(ValueError, match="must not be inside"):
         move_duplicates(index, groups, photos / "dups")
 
@@ -99,3 +99,56 @@ def test_cli_dedup_dry_run_then_apply(demo_model, photos: Path, tmp_path: Path) 
     assert any(g["keep"] == "old.png" for g in data["groups"])
     assert all(m["outcome"] == "moved" for m in data["moves"])
     assert runner.invoke(main, ["dedup", str(index_file), "--apply"]).exit_code == 2
+
+
+def test_links_the_kept_file_and_strange_keys_never_lose_an_image(demo_model, tmp_path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    picture = synthetic.make_image("red", "square", seed=3, size=80)
+    picture.save(folder / "z.png")
+    (folder / "a_link.png").symlink_to(folder / "z.png")  # same stamp as its target: a tie
+    raw = os.fsencode(folder) + b"/caf\xe9.png"
+    with open(raw, "wb") as f:
+        f.write((folder / "z.png").read_bytes())
+    os.utime(raw, ns=(1, 1))  # older: kept before z.png
+    index = EmbeddingIndex.build(demo_model, folder, progress=False)
+    (group,) = plan(index, 0.99)
+    moves = move_duplicates(index, [group], tmp_path / "aside", apply=True)
+    left = {p.name for p in folder.iterdir()}
+    assert any((folder / name).resolve().is_file() for name in left)  # an image is still there
+    assert "a_link.png" not in {m.source.name for m in moves if m.outcome == "moved"}
+    log = (tmp_path / "aside" / "moves.csv").read_text(encoding="utf-8")  # valid UTF-8
+    assert all(m.outcome in log for m in moves)
+
+    (tmp_path / "outside.png").write_bytes(b"not yours")
+
+    def stamp(path: Path) -> str:
+        info = path.stat()
+        return f"{info.st_size}:{info.st_mtime_ns}"
+
+    second = tmp_path / "second"
+    second.mkdir()
+    picture.save(second / "z.png")
+    keys = ["../outside.png", "z.png"]
+    stamps = [stamp(tmp_path / "outside.png"), stamp(second / "z.png")]
+    crafted = EmbeddingIndex(str(second), keys, index.embeddings[:2], stamps, {})
+    outcome = move_duplicates(
+        crafted, [plan_group("z.png", "../outside.png")], tmp_path / "d2", apply=True
+    )
+    assert (tmp_path / "outside.png").read_bytes() == b"not yours"
+    assert outcome[0].outcome == "skipped: it is outside the indexed folder"
+
+
+def plan_group(keep: str, move: str):
+    from autodistill_metaclip.dedup import DuplicateGroup
+
+    return DuplicateGroup(keep, [move])
+
+
+def test_a_group_whose_kept_file_changed_is_left_alone(demo_model, photos, tmp_path) -> None:
+    index = EmbeddingIndex.build(demo_model, photos, recursive=True, progress=False)
+    groups = [g for g in plan(index, 0.99) if g.keep == "old.png"]
+    (photos / "old.png").unlink()
+    moves = move_duplicates(index, groups, tmp_path / "aside", apply=True)
+    assert all(m.outcome.startswith("skipped: the kept file") for m in moves)
+    assert (photos / "big.png").is_file() and (photos / "sub" / "small.jpg").is_file()

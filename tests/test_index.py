@@ -126,3 +126,16 @@ def test_parquet_export(index, tmp_path) -> None:
     assert table.num_rows == len(index) and table.column_names == ["path", "embedding"]
     first = np.array(table.column("embedding")[0].as_py(), np.float32)
     np.testing.assert_allclose(first, index.embeddings[0], atol=1e-7)
+
+
+def test_lancedb_export_is_searchable(demo_model, index, tmp_path) -> None:
+    pytest.importorskip("lancedb")
+    table = index.to_lancedb(tmp_path / "db")
+    assert table.count_rows() == len(index)
+    query = demo_model.embed_text("a photo of a yellow triangle")
+    theirs = table.search(query).metric("dot").limit(5).to_list()
+    ours = index.search(demo_model, "a photo of a yellow triangle", k=5)
+    assert [r["path"] for r in theirs] == [str(h.path) for h in ours]
+    np.testing.assert_allclose(
+        [1 - r["_distance"] for r in theirs], [h.score for h in ours], atol=1e-4
+    )
