@@ -612,7 +612,7 @@ def search(
 @main.command()
 @click.argument("index_file", type=click.Path(exists=True, dir_okay=False))
 @click.option(
-    "--threshold", type=click.FloatRange(-1, 1), default=0.95, show_default=True,
+    "--threshold", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True,
     help="Minimum cosine similarity of near-duplicates.",
 )  # fmt: skip
 @click.option(

@@ -155,8 +155,8 @@ def main() -> None:
             )
             print(rows[-1], flush=True)
     lines = [
-        "Embedding index, 512-d clustered unit vectors with planted near-duplicates; 2-core AMD "
-        "EPYC, faiss-cpu, one query at a time:",
+        "Embedding index, 512-d unit vectors of intrinsic dimension 32 with planted "
+        "near-duplicates; 2-core AMD EPYC, faiss-cpu, one query at a time:",
         "",
         "| images | search | build | save | load | search / query | recall@10 "
         "| duplicates (>= 0.95), planted pairs found | k-means (k=100) "

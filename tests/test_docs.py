@@ -26,7 +26,7 @@ def test_quick_start_is_the_example_and_runs(
 
 def test_readme_shows_the_latest_benchmark_tables() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    for table in ("throughput.md", "ray_throughput.md", "review_page.md"):
+    for table in ("throughput.md", "ray_throughput.md", "review_page.md", "index_scale.md"):
         assert (ROOT / "benchmarks" / "results" / table).read_text(
             encoding="utf-8"
         ).strip() in readme
