@@ -3,8 +3,10 @@ real image files written with Pillow."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,6 +60,20 @@ def tiny_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_weights(tiny_config: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     open_clip.add_model_config(tiny_config)
     return random_weights(tiny_config.stem, tmp_path_factory.mktemp("weights") / "tiny.safetensors")
+
+
+@pytest.fixture
+def fake_ghostscript(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, io.BytesIO]:
+    """A ``gs`` first on PATH that would leave a canary file, and an EPS image's bytes."""
+    canary = tmp_path / "gs-ran"
+    fake = tmp_path / "bin" / "gs"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\ntouch {canary}\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    eps = io.BytesIO()
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(eps, "EPS")
+    return canary, eps
 
 
 @pytest.fixture

@@ -485,21 +485,13 @@ def test_nan_never_reaches_json_output(tmp_path: Path) -> None:
     assert "null" in result.output and data
 
 
-def test_ghostscript_is_never_started_by_label_or_a_url(demo_model, tmp_path, monkeypatch):
+def test_ghostscript_is_never_started_by_label_or_a_url(demo_model, tmp_path, fake_ghostscript):
     """Pillow picks the decoder from the content: EPS bytes named .jpg, in a folder or served
     over HTTP, never reach Ghostscript (a fake ``gs`` on PATH would leave a canary)."""
     import http.server
-    import io
     import threading
 
-    canary = tmp_path / "gs-ran"
-    fake = tmp_path / "bin" / "gs"
-    fake.parent.mkdir()
-    fake.write_text(f"#!/bin/sh\ntouch {canary}\n")
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
-    eps = io.BytesIO()
-    Image.new("RGB", (8, 8), (255, 0, 0)).save(eps, "EPS")
+    canary, eps = fake_ghostscript
     synthetic.write_folder(tmp_path / "in", 2)
     (tmp_path / "in" / "holiday.jpg").write_bytes(eps.getvalue())
     demo_model.label(tmp_path / "in", None, tmp_path / "out", progress=False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -119,16 +118,9 @@ def test_unreadable_input_names_itself(tmp_path: Path) -> None:
         load_image(path)
 
 
-def test_eps_named_jpg_never_starts_ghostscript(tmp_path: Path, monkeypatch) -> None:
+def test_eps_named_jpg_never_starts_ghostscript(tmp_path: Path, fake_ghostscript) -> None:
     """Pillow picks a decoder by content, and its EPS decoder runs Ghostscript: refused."""
-    canary = tmp_path / "gs-ran"
-    fake = tmp_path / "bin" / "gs"
-    fake.parent.mkdir()
-    fake.write_text(f"#!/bin/sh\ntouch {canary}\n")
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
-    eps = io.BytesIO()
-    Image.new("RGB", (8, 8), (255, 0, 0)).save(eps, "EPS")
+    canary, eps = fake_ghostscript
     (tmp_path / "holiday.jpg").write_bytes(eps.getvalue())
     for source in (tmp_path / "holiday.jpg", eps.getvalue()):
         with pytest.raises(ImageLoadError, match="not an image file"):
