@@ -14,44 +14,29 @@ Example:
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import http.client
 import io
 import logging
 import os
-import re
-import socket
-import ssl
 import struct
 import threading
-import time
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any, TypeAlias
-from urllib.parse import unquote, urljoin, urlsplit
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from autodistill_metaclip import sources
+from autodistill_metaclip import sources, urls
 from autodistill_metaclip.errors import ImageLoadError
 from autodistill_metaclip.sources import SourceFile
 
 ImageInput: TypeAlias = "str | os.PathLike[str] | Image.Image | np.ndarray | bytes | SourceFile"
 Reserve: TypeAlias = Callable[[int], None]
 
-URL_TIMEOUT = 10.0
-"""Seconds for everything one URL takes: connecting, each redirect, the headers and the body."""
-MAX_URL_BYTES = 64 * 1024 * 1024
-"""Largest URL body, before and after gzip/deflate decoding."""
-MAX_REDIRECTS = 5
 DEFAULT_DECODE_MEMORY = 1024
 """MiB that images being decoded at once may take (``MetaCLIP(decode_memory=...)``)."""
 _BYTE_TYPES = (bytes, bytearray, memoryview)
 _WHITE = (255, 255, 255, 255)
-_SECRET_PARAMETER = re.compile(r"sig|signature|token|key|secret|password|credential|auth", re.I)
 _STORAGE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
 """Bytes per pixel Pillow stores for a mode (4 for every other mode, RGB included)."""
 _STRIP_ROWS = 256
@@ -61,9 +46,9 @@ logger = logging.getLogger(__name__)
 def describe(source: Any) -> str:
     """A short, readable name for an input, used in every error message (no credentials)."""
     if isinstance(source, SourceFile):
-        return repr(redact(source.location))
+        return repr(urls.redact(source.location))
     if isinstance(source, str | os.PathLike):
-        return repr(redact(os.fspath(source)))
+        return repr(urls.redact(os.fspath(source)))
     if isinstance(source, Image.Image):
         return f"<PIL image {source.mode} {source.width}x{source.height}>"
     if isinstance(source, np.ndarray):
@@ -71,22 +56,6 @@ def describe(source: Any) -> str:
     if isinstance(source, _BYTE_TYPES):
         return f"<{len(source)} bytes>"
     return f"<{type(source).__name__}>"
-
-
-def redact(location: str) -> str:
-    """A URL or URI without its secrets: the user info, and query values named like
-    signatures, tokens or keys (``X-Amz-Signature``, ``access_token``...) become ``***``."""
-    if "://" not in location:
-        return location
-    parts = urlsplit(location)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    query = "&".join(
-        f"{name}=***" if _SECRET_PARAMETER.search(name) else f"{name}={value}" if sep else name
-        for name, sep, value in (item.partition("=") for item in parts.query.split("&") if item)
-    )
-    return parts._replace(netloc=netloc, query=query).geturl()
 
 
 def load_image(source: ImageInput, *, draft_size: int | None = None) -> Image.Image:
@@ -123,7 +92,7 @@ def read_image(
     elif isinstance(source, SourceFile):
         data = sources.read(source)
     elif isinstance(source, str) and source.lower().startswith(("http://", "https://")):
-        data = _download(source)
+        data = urls.download(source)
     elif isinstance(source, str) and sources.is_uri(source):
         data = sources.read_bytes(source)
     elif isinstance(source, str | os.PathLike):
@@ -212,150 +181,6 @@ def from_array(array: np.ndarray) -> Image.Image:
         return Image.fromarray(np.ascontiguousarray(array[:, :, ::-1]), "RGB")
     rgba = Image.fromarray(np.ascontiguousarray(array[:, :, [2, 1, 0, 3]]), "RGBA")
     return _on_white(rgba)
-
-
-def _download(url: str) -> bytes:
-    """Fetch a URL's body within one deadline (:data:`URL_TIMEOUT`) for the name lookup,
-    connecting, every redirect, the headers and the body; errors, non-images and oversized
-    bodies are refused. No message shows the URL's credentials."""
-    shown = repr(redact(url))
-    deadline = time.monotonic() + URL_TIMEOUT
-    for _ in range(MAX_REDIRECTS + 1):
-        try:
-            redirect, body = _fetch(url, deadline, shown)
-        except ImageLoadError:
-            raise
-        except (OSError, ValueError, http.client.HTTPException) as e:  # ValueError: a bad port
-            if time.monotonic() >= deadline:
-                raise ImageLoadError(f"{shown}: not complete within {URL_TIMEOUT:g}s") from None
-            why = _scrub(f"{type(e).__name__}: {e}", url)
-            raise ImageLoadError(f"{shown}: download failed ({why})") from None
-        if redirect is None:
-            return body
-        url, shown = redirect, repr(redact(redirect))
-    raise ImageLoadError(f"{shown}: more than {MAX_REDIRECTS} redirects")
-
-
-def _fetch(url: str, deadline: float, shown: str) -> tuple[str | None, bytes]:
-    """One request: ``(redirect target, b"")`` or ``(None, body)``. At the deadline the socket
-    is shut down from a timer, so no server can hold a read open by dripping bytes."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ImageLoadError(f"{shown}: not an http(s) URL")
-    secure = parts.scheme.lower() == "https"
-    port = parts.port or (443 if secure else 80)
-    with contextlib.ExitStack() as cleanup:
-        current = [_connect(parts.hostname, port, deadline)]  # what the timer shuts down
-        cleanup.callback(lambda: current[0].close())
-        timer = threading.Timer(_left(deadline), _shut, (current,))
-        timer.daemon = True
-        timer.start()
-        cleanup.callback(timer.cancel)
-        if secure:
-            context = ssl.create_default_context()
-            current[0] = context.wrap_socket(current[0], server_hostname=parts.hostname)
-            _left(deadline)  # the timer may have fired on the socket before it was wrapped
-        kind = http.client.HTTPSConnection if secure else http.client.HTTPConnection
-        connection = kind(parts.hostname, port, timeout=_left(deadline))
-        connection.sock = current[0]
-        cleanup.callback(connection.close)
-        headers = {"Accept-Encoding": "gzip, deflate", "User-Agent": "autodistill-metaclip"}
-        if parts.username is not None:
-            login = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-            headers["Authorization"] = "Basic " + base64.b64encode(login.encode()).decode()
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        connection.request("GET", target, headers=headers)
-        response = connection.getresponse()
-        location = response.getheader("Location")
-        if response.status in (301, 302, 303, 307, 308) and location:
-            return urljoin(url, location), b""
-        if response.status != 200:
-            raise ImageLoadError(f"{shown}: HTTP {response.status} {response.reason}".rstrip())
-        content_type = response.getheader("Content-Type", "")
-        if content_type.startswith(("text/", "application/json")):
-            raise ImageLoadError(f"{shown}: the server sent {content_type}, not an image")
-        body = _body(response, response.getheader("Content-Encoding", ""), shown)
-        _left(deadline)  # a body cut short by the deadline's shutdown is no body
-        return None, body
-
-
-def _connect(host: str, port: int, deadline: float) -> socket.socket:
-    """A connected socket; the name lookup runs in a thread so that it, too, ends in time."""
-    found: list[Any] = []
-
-    def lookup() -> None:
-        try:
-            found.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
-        except (OSError, UnicodeError) as e:
-            found.append(e)
-
-    resolver = threading.Thread(target=lookup, daemon=True)
-    resolver.start()
-    resolver.join(_left(deadline))
-    if not found:
-        raise TimeoutError(f"no address for {host!r} in time")
-    if isinstance(found[0], Exception):
-        raise found[0]
-    error: OSError = OSError(f"no address for {host!r}")
-    for family, kind, protocol, _, address in found[0]:
-        sock = socket.socket(family, kind, protocol)
-        try:
-            sock.settimeout(_left(deadline))
-            sock.connect(address)
-            return sock
-        except OSError as e:
-            sock.close()
-            error = e
-    raise error
-
-
-def _scrub(text: str, url: str) -> str:
-    """``text`` without the URL's password or secret query values (as :func:`redact` hides)."""
-    parts = urlsplit(url)
-    secrets = [parts.password or ""]
-    secrets += [
-        value
-        for name, _, value in (item.partition("=") for item in parts.query.split("&"))
-        if _SECRET_PARAMETER.search(name)
-    ]
-    for secret in filter(None, secrets):
-        text = text.replace(secret, "***").replace(unquote(secret), "***")
-    return text
-
-
-def _body(response: http.client.HTTPResponse, encoding: str, shown: str) -> bytes:
-    """The body, gzip/deflate decoded; both sizes capped at :data:`MAX_URL_BYTES`."""
-    encoding = encoding.strip().lower()
-    if encoding not in ("", "identity", "gzip", "x-gzip", "deflate"):
-        raise ImageLoadError(f"{shown}: unsupported Content-Encoding {encoding!r}")
-    inflate = zlib.decompressobj(32 + zlib.MAX_WBITS) if encoding not in ("", "identity") else None
-    received, body = 0, bytearray()
-    while chunk := response.read1(65536):
-        received += len(chunk)
-        if inflate is not None:
-            try:
-                # At most one byte over the cap comes out: enough to refuse it.
-                chunk = inflate.decompress(chunk, MAX_URL_BYTES + 1 - len(body))
-            except zlib.error as e:
-                raise ImageLoadError(f"{shown}: corrupt {encoding} body ({e})") from None
-        body += chunk
-        if received > MAX_URL_BYTES or len(body) > MAX_URL_BYTES:
-            raise ImageLoadError(f"{shown}: body larger than {MAX_URL_BYTES} bytes")
-    return bytes(body)
-
-
-def _left(deadline: float) -> float:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError("deadline passed")
-    return left
-
-
-def _shut(current: list[socket.socket]) -> None:
-    try:
-        current[0].shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed
 
 
 def _decode(

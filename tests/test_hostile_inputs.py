@@ -27,7 +27,7 @@ import pytest
 import supervision as sv
 from PIL import Image
 
-from autodistill_metaclip import ImageLoadError, MetaCLIP, images, synthetic
+from autodistill_metaclip import ImageLoadError, MetaCLIP, synthetic, urls
 
 pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 
@@ -293,8 +293,8 @@ class _Misbehaving(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    monkeypatch.setattr(images, "URL_TIMEOUT", 0.5)
-    monkeypatch.setattr(images, "MAX_URL_BYTES", 1_000_000)
+    monkeypatch.setattr(urls, "URL_TIMEOUT", 0.5)
+    monkeypatch.setattr(urls, "MAX_URL_BYTES", 1_000_000)
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Misbehaving)
     httpd.daemon_threads = True
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
@@ -319,7 +319,7 @@ def tls_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
         check=True, capture_output=True,
     )  # fmt: skip
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))
-    monkeypatch.setattr(images, "URL_TIMEOUT", 0.5)
+    monkeypatch.setattr(urls, "URL_TIMEOUT", 0.5)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Misbehaving)
@@ -378,7 +378,7 @@ def test_urls(demo_model: MetaCLIP, server: str, path: str, error: str | None) -
 
 
 def test_url_redirects_are_limited(demo_model: MetaCLIP, server: str, monkeypatch) -> None:
-    monkeypatch.setattr(images, "URL_TIMEOUT", 5.0)
+    monkeypatch.setattr(urls, "URL_TIMEOUT", 5.0)
     with pytest.raises(ImageLoadError, match=r"/hop/6'?: more than 5 redirects"):
         demo_model.predict(server + "/hop/0")
 
