@@ -23,14 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from autodistill_metaclip.files import read_file
-from autodistill_metaclip.labeling import (
-    MANIFEST,
-    REVIEW_FILE,
-    STATE,
-    DatasetFolder,
-    model_class,
-    read_manifest,
-)
+from autodistill_metaclip.labeling import REVIEW_FILE, STATE, DatasetFolder
+from autodistill_metaclip.manifest import MANIFEST, model_class, read_manifest
 from autodistill_metaclip.sources import SourceFile
 
 FORMAT = "autodistill-metaclip corrections 1"

@@ -27,10 +27,8 @@ under another file's label; a symbolic link is followed only if it leads to a fi
 ``input_folder`` (``follow_links=True``: anywhere). The tool never writes or removes through a
 symbolic link in ``output_folder``: one planted where it writes is refused, naming it.
 
-The manifest is UTF-8 CSV for programs and spreadsheets alike: a file name that is not valid
-UTF-8 is escaped (:func:`autodistill_metaclip.sources.escape_key`), and a cell a spreadsheet
-would evaluate as a formula (starting with ``= + - @``, tab or carriage return), or starting
-with ``'``, is written with a leading ``'``: :func:`read_manifest` removes it again.
+The manifest's format, its spreadsheet-safe cells and its reader are in
+:mod:`autodistill_metaclip.manifest`.
 
 ``resume=True`` continues a run only with the same settings (``run.json``; otherwise refused,
 naming each difference), redoing only new, changed, failed or invalid rows; removed inputs leave
@@ -40,12 +38,9 @@ split folders hold anything else. One process at a time holds an output folder (
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -70,26 +65,29 @@ from autodistill_metaclip.files import (
     refuse_link,
     release_lock,
 )
+from autodistill_metaclip.manifest import (
+    MANIFEST,
+    STATUSES,
+    append_rows,
+    model_class,
+    read_manifest,
+    valid_row,
+    write_rows,
+)
 from autodistill_metaclip.results import Classifier, Prediction
 from autodistill_metaclip.sources import SourceFile
 from autodistill_metaclip.splits import Split, check_split
 from autodistill_metaclip.zeroshot import check_confidence, ontology_identity
 
 LAYOUTS = {"valid": ("train", "valid", "test"), "val": ("train", "val", "test")}
-MANIFEST = "manifest.csv"
 CLASSES_FILE = "classes.txt"
 REVIEW_FILE = "review.html"
 STATE = ".autodistill-metaclip"
-COLUMNS = ("image", "status", "class", "confidence", "split", "error", "stamp", "top", "decided")
-STATUSES = ("labeled", "unlabeled", "failed")
-DECISIONS = ("", "human", "excluded")
-"""``decided``: the model's class; a human's class (``apply_corrections``); left out by one."""
 TOP = 3
 JOURNAL = "written.json"
 STAGED = "staged"
 MAX_STATE_BYTES = 1 << 30
 """Largest manifest or journal read back (about ten million rows)."""
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
 _CHUNK = 256  # predictions recorded together: at most this many are redone after a kill
 _LEFTOVER = re.compile(rf"^{re.escape(PARTIAL_PREFIX)}[0-9a-f]{{16}}-")
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
@@ -101,7 +99,6 @@ __all__ = [
     "Split",
     "check_split",
     "label_folder",
-    "read_manifest",
     "run_settings",
     "summarize",
 ]
@@ -439,15 +436,7 @@ class DatasetFolder:
                     f, keys=np.array(pending.keys, dtype=str), vectors=np.array(pending.vectors)
                 )
         if pending.rows:
-            manifest = self.output / MANIFEST
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-            with open(os.open(manifest, flags, 0o666), "a", encoding="utf-8", newline="") as f:
-                writer = csv.DictWriter(f, COLUMNS)
-                if f.tell() == 0:
-                    writer.writeheader()
-                elif _ends_without_newline(manifest):
-                    f.write("\r\n")  # end a row torn by a crash: it is invalid, not merged
-                writer.writerows(map(_neutralised, pending.rows))
+            append_rows(self.output / MANIFEST, pending.rows)
 
     # phases 2 and 3: split and layout --------------------------------------------------
 
@@ -474,10 +463,7 @@ class DatasetFolder:
                 row["split"] = ""
         self._write_copies(planned)
         ordered = sorted(self.classes, key=lambda c: self.folders[c])
-        with atomic_write(self.output / MANIFEST, "w") as f:
-            writer = csv.DictWriter(f, COLUMNS)
-            writer.writeheader()
-            writer.writerows(_neutralised(self.rows[f.key]) for f in files if f.key in self.rows)
+        write_rows(self.output / MANIFEST, [self.rows[f.key] for f in files if f.key in self.rows])
         with atomic_write(self.output / CLASSES_FILE, "w") as f:
             f.write("".join(f"{name}\n" for name in ordered))
         _log_summary(self.rows.values(), self.output)
@@ -592,7 +578,7 @@ class DatasetFolder:
                 logger.warning("ignoring an unreadable embedding chunk %s (%s)", chunk, e)
         valid = set(self.splits) | {""}
         for key, row in read_manifest(self.output / MANIFEST).items():
-            if _valid_row(row, set(self.classes), valid):
+            if valid_row(row, set(self.classes), valid):
                 self.rows[key] = row
             else:
                 logger.info("manifest row of %r is incomplete or invalid: redone", key)
@@ -703,74 +689,9 @@ def file_names(keys: Sequence[str]) -> dict[str, str]:
     return names
 
 
-def _valid_row(row: dict[str, str], classes: set[str], splits_: set[str]) -> bool:
-    """Whether a manifest row read back is whole and consistent (else it is redone)."""
-    if row["status"] not in STATUSES or not row["stamp"] or row["split"] not in splits_:
-        return False
-    if row["decided"] not in DECISIONS or (row["decided"] and row["status"] != "labeled"):
-        return False
-    try:
-        top_classes(row)
-    except (ValueError, TypeError, IndexError):
-        return False
-    if row["status"] == "failed":
-        return bool(row["error"])
-    try:
-        probability = float(row["confidence"])
-    except ValueError:
-        return False
-    return row["class"] in classes and math.isfinite(probability) and 0 <= probability <= 1
-
-
-def read_manifest(path: str | os.PathLike[str]) -> dict[str, dict[str, str]]:
-    """A manifest's rows by image key, cells as written before neutralising ({} if none).
-
-    Raises:
-        ValueError: The manifest is not a regular file, is too large, or is not UTF-8 CSV.
-    """
-    if not os.path.lexists(path):
-        return {}
-    data = read_file(path, MAX_STATE_BYTES, "manifest")
-    try:
-        rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")))
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise ValueError(f"manifest: {os.fspath(path)!r} is not UTF-8 CSV ({e})") from e
-    restored = [{c: _restored(r.get(c) or "") for c in COLUMNS} for r in rows]
-    return {r["image"]: r for r in restored if r["image"]}
-
-
-def model_class(row: dict[str, str]) -> str:
-    """The class the model predicted for a manifest row (``class`` may be a human's)."""
-    top = json.loads(row["top"]) if row["top"] else []
-    return str(top[0][0]) if top else row["class"]
-
-
-def top_classes(row: dict[str, str]) -> list[tuple[str, float]]:
-    """The model's most probable classes of a manifest row, with their probabilities."""
-    return [(str(c), float(p)) for c, p in json.loads(row["top"])] if row["top"] else []
-
-
-def _neutralised(row: dict[str, str]) -> dict[str, str]:
-    """A row whose cells no spreadsheet evaluates: ``'`` before a risky first character."""
-    return {c: f"'{v}" if v.startswith(_FORMULA_START) else v for c, v in row.items()}
-
-
-def _restored(cell: str) -> str:
-    return cell[1:] if cell.startswith("'") else cell
-
-
 def _save_journal(path: Path, journal: dict[str, list[str]]) -> None:
     with atomic_write(path, "w") as f:
         json.dump(journal, f)
-
-
-def _ends_without_newline(path: Path) -> bool:
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        if f.tell() == 0:
-            return False
-        f.seek(-1, os.SEEK_END)
-        return f.read(1) != b"\n"
 
 
 def _entries(output: Path, split: str) -> list[str]:

@@ -30,16 +30,8 @@ from autodistill_metaclip import sources, splits
 from autodistill_metaclip.errors import ImageLoadError
 from autodistill_metaclip.files import atomic_write, read_file
 from autodistill_metaclip.images import load_image
-from autodistill_metaclip.labeling import (
-    JOURNAL,
-    LAYOUTS,
-    MANIFEST,
-    REVIEW_FILE,
-    STATE,
-    model_class,
-    read_manifest,
-    top_classes,
-)
+from autodistill_metaclip.labeling import JOURNAL, LAYOUTS, REVIEW_FILE, STATE
+from autodistill_metaclip.manifest import MANIFEST, model_class, read_manifest, top_classes
 
 THUMBNAIL = 96
 """Longest side of a thumbnail, in pixels."""

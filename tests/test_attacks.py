@@ -25,7 +25,7 @@ from PIL import Image
 
 from autodistill_metaclip import EmbeddingIndex, ImageLoadError, MetaCLIP, synthetic
 from autodistill_metaclip.cli import main
-from autodistill_metaclip.labeling import read_manifest
+from autodistill_metaclip.manifest import read_manifest
 from autodistill_metaclip.sources import unescape_key
 
 ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False

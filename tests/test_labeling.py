@@ -12,7 +12,8 @@ import pytest
 import supervision as sv
 
 from autodistill_metaclip import MetaCLIP, synthetic
-from autodistill_metaclip.labeling import COLUMNS, MANIFEST, class_folders, file_names, safe_name
+from autodistill_metaclip.labeling import class_folders, file_names, safe_name
+from autodistill_metaclip.manifest import COLUMNS, MANIFEST
 
 GOOD = {
     "red_circle.jpg": ("red", "circle", "JPEG"),

@@ -16,7 +16,7 @@ from autodistill_metaclip import ExampleOntology, MetaCLIP, synthetic
 from autodistill_metaclip.cli import main
 from autodistill_metaclip.corrections import FORMAT, apply_corrections, correction_report
 from autodistill_metaclip.evaluation import evaluate, report
-from autodistill_metaclip.labeling import read_manifest
+from autodistill_metaclip.manifest import read_manifest
 from autodistill_metaclip.review import review_data
 
 SPLITS = ("train", "valid", "test")
