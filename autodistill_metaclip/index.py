@@ -369,7 +369,7 @@ class EmbeddingIndex:
         names: Sequence[str] | None = None,
         model: MetaCLIP | None = None,
     ) -> Clustering:
-        """Spherical k-means (faiss) on the embeddings; each cluster lists its members closest
+        """k-means (``neighbours.kmeans``) on the embeddings; each cluster lists its members closest
         to the centre first. With candidate ``names`` (and ``model``), each cluster is named by
         the candidate whose text embedding is closest to its centre."""
         if not 1 <= k <= len(self):
