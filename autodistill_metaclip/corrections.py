@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from autodistill_metaclip.files import read_file
-from autodistill_metaclip.labeling import REVIEW_FILE, STATE, DatasetFolder
+from autodistill_metaclip.labeling import REVIEW_FILE, DatasetFolder, read_run
 from autodistill_metaclip.manifest import MANIFEST, model_class, read_manifest
 from autodistill_metaclip.sources import SourceFile
 
@@ -86,12 +86,10 @@ def apply_corrections(
     output = Path(dataset_folder)
     changes = read_corrections(corrections)
     try:
-        state = json.loads(read_file(output / STATE / "run.json", 1 << 20, "dataset_folder"))
-        settings, classes = state["settings"], state["classes"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(
-            f"dataset_folder: {str(output)!r} is not a dataset written by label() ({e})"
-        ) from e
+        run = read_run(output)
+        settings, classes = run["settings"], run["classes"]
+    except (ValueError, KeyError) as e:
+        raise ValueError(f"dataset_folder: not a dataset written by label(): {e}") from e
     counts: Counter[str] = Counter()
     with DatasetFolder(output, settings, classes, resume=True) as folder:
         files = [SourceFile(key, "", row["stamp"]) for key, row in sorted(folder.rows.items())]

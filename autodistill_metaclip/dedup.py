@@ -121,7 +121,7 @@ def _problem(path: Path, stamp: str, real_root: str) -> str:
         return "is a symbolic link"
     if not Path(os.path.realpath(path)).is_relative_to(real_root):
         return "is outside the indexed folder"
-    if f"{info.st_size}:{info.st_mtime_ns}" != stamp:
+    if sources.stamp(info) != stamp:
         return "changed since it was indexed"
     return ""
 

@@ -105,8 +105,7 @@ def evaluate(
         raise ValueError(f"target_accuracy: expected a number in (0, 1], but got {target_accuracy}")
     labelled = _labelled_files(Path(folder))
     for name, model in candidates.items():
-        named = _folder_names(model.classes)
-        unknown = sorted({f for f in labelled.values() if f not in named})
+        unknown = sorted({f for f in labelled.values() if f not in _folder_names(model.classes)})
         if unknown:
             raise ValueError(
                 f"folder: class folders {', '.join(map(repr, unknown))} are not classes of "

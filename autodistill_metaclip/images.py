@@ -1,7 +1,8 @@
 """One loader for every input kind.
 
-Inputs: a file path (``str`` or ``Path``), an http(s) URL, a filesystem URI (``s3://...``, read
-through :mod:`autodistill_metaclip.sources`), a PIL image, a numpy array (BGR, as
+Inputs: a file path (``str`` or ``Path``), an http(s) URL (fetched by
+:mod:`autodistill_metaclip.urls`), a filesystem URI (``s3://...``, read through
+:mod:`autodistill_metaclip.sources`), a PIL image, a numpy array (BGR, as
 OpenCV and autodistill hand them out) or raw encoded bytes. Every one comes out as an upright
 (EXIF orientation applied) RGB PIL image. Transparent pixels are composited onto white, the way
 image viewers show them; 16-bit images are scaled to 8 bits, not clipped.

@@ -346,14 +346,9 @@ class EmbeddingIndex:
 
     def duplicate_keys(self, threshold: float = 0.95) -> list[list[str]]:
         """:meth:`duplicates` as keys (paths relative to :attr:`root`)."""
-        from scipy.sparse import coo_matrix
-        from scipy.sparse.csgraph import connected_components
-
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"threshold: expected a cosine in (0, 1], but got {threshold!r}")
-        i, j = self.neighbours.pairs(threshold)
-        graph = coo_matrix((np.ones(len(i), np.int8), (i, j)), shape=(len(self), len(self)))
-        _, component = connected_components(graph, directed=False)
+        component = self.neighbours.groups(threshold)
         groups: dict[int, list[str]] = {}
         for key, group in zip(self.keys, component, strict=True):
             groups.setdefault(int(group), []).append(key)

@@ -341,7 +341,7 @@ class DatasetFolder:
         kept embedding. Rows of files no longer listed are dropped."""
         listed = {f.key for f in files}
         self.rows = {k: r for k, r in self.rows.items() if k in listed}
-        copies = self._copies(self._written())
+        copies = self._copies(read_journal(self.output))
         return [f for f in files if not self._done(f, copies)]
 
     def _done(self, file: SourceFile, copies: dict[tuple[str, str], Path]) -> bool:
@@ -486,7 +486,7 @@ class DatasetFolder:
         each copy into place: the kept bytes, or an earlier copy of the same file (moved aside
         first, so no rename can land on a copy still needed); then forget the rest. The bytes
         of excluded images stay kept, so a correction can bring them back."""
-        written = self._written()
+        written = read_journal(self.output)
         wanted = {relative: [key, self.rows[key]["stamp"]] for relative, key in planned.items()}
         copies = self._copies(written)
         moving = {}
@@ -530,30 +530,10 @@ class DatasetFolder:
 
     # state of an earlier run ------------------------------------------------------------
 
-    def _written(self) -> dict[str, list[str]]:
-        """The journal: ``{path relative to the output: [input key, its stamp]}``."""
-        path = self.state / JOURNAL
-        if not path.exists():
-            return {}
-        try:
-            journal = json.loads(read_file(path, MAX_STATE_BYTES, "output_folder"))
-        except ValueError as e:
-            raise ValueError(f"output_folder: this tool's journal {str(path)!r}: {e}") from e
-        if not isinstance(journal, dict) or not all(
-            _inside_splits(relative)
-            and isinstance(v, list)
-            and len(v) == 2
-            and all(isinstance(x, str) for x in v)
-            for relative, v in journal.items()
-        ):
-            raise ValueError(f"output_folder: this tool's journal {str(path)!r} is malformed")
-        return journal
-
     def _check_same_run(self) -> None:
         try:
-            data = read_file(self.state / "run.json", MAX_STATE_BYTES, "resume")
-            earlier = json.loads(data)["settings"]
-        except (OSError, ValueError, KeyError, TypeError) as e:
+            earlier = read_run(self.output)["settings"]
+        except ValueError as e:
             raise ValueError(f"resume: cannot read the earlier run's settings ({e})") from e
         differences = [
             f"{name} {earlier.get(name)!r} -> {value!r}"
@@ -570,12 +550,7 @@ class DatasetFolder:
     def _load(self) -> None:
         """Rows that pass validation, and the embeddings kept for them; leftovers removed."""
         _remove_leftovers(self.output, self.splits)
-        for chunk in sorted((self.state / "embeddings").glob("chunk-*.npz")):
-            try:
-                with np.load(chunk, allow_pickle=False) as data:
-                    self.vectors.update(zip(map(str, data["keys"]), data["vectors"], strict=True))
-            except (OSError, ValueError, KeyError) as e:
-                logger.warning("ignoring an unreadable embedding chunk %s (%s)", chunk, e)
+        self.vectors.update(read_embeddings(self.output))
         valid = set(self.splits) | {""}
         for key, row in read_manifest(self.output / MANIFEST).items():
             if valid_row(row, set(self.classes), valid):
@@ -585,7 +560,7 @@ class DatasetFolder:
 
     def _clear(self) -> None:
         """``overwrite``: remove what this tool wrote; refuse anything else in split folders."""
-        written = self._written()
+        written = read_journal(self.output)
         ours = (self.state / "run.json").is_file()
         foreign = [
             name
@@ -618,6 +593,55 @@ class DatasetFolder:
                 shutil.rmtree(target)
             else:
                 target.unlink(missing_ok=True)
+
+
+def read_run(output: Path) -> dict[str, Any]:
+    """The ``run.json`` of a dataset this tool wrote: its ``settings`` and ``classes``.
+
+    Raises:
+        ValueError: There is none, or it is not a run of this tool.
+    """
+    path = output / STATE / "run.json"
+    try:
+        run = json.loads(read_file(path, MAX_STATE_BYTES, "dataset_folder"))
+        if not isinstance(run, dict) or not isinstance(run["settings"], dict):
+            raise TypeError("not an object with settings")
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{str(output)!r} holds no readable run of label() ({e})") from e
+    return run
+
+
+def read_journal(output: Path) -> dict[str, list[str]]:
+    """Which copies this tool wrote: ``{path relative to the output: [input key, its stamp]}``,
+    every path checked to be ``split/class folder/file`` (nothing else is ever touched)."""
+    path = output / STATE / JOURNAL
+    if not path.exists():
+        return {}
+    try:
+        journal = json.loads(read_file(path, MAX_STATE_BYTES, "output_folder"))
+    except ValueError as e:
+        raise ValueError(f"output_folder: this tool's journal {str(path)!r}: {e}") from e
+    if not isinstance(journal, dict) or not all(
+        _inside_splits(relative)
+        and isinstance(v, list)
+        and len(v) == 2
+        and all(isinstance(x, str) for x in v)
+        for relative, v in journal.items()
+    ):
+        raise ValueError(f"output_folder: this tool's journal {str(path)!r} is malformed")
+    return journal
+
+
+def read_embeddings(output: Path) -> dict[str, np.ndarray]:
+    """The embeddings a run kept, by input key (a later chunk wins; unreadable ones skipped)."""
+    vectors: dict[str, np.ndarray] = {}
+    for chunk in sorted((output / STATE / "embeddings").glob("chunk-*.npz")):
+        try:
+            with np.load(chunk, allow_pickle=False) as data:
+                vectors.update(zip(map(str, data["keys"]), data["vectors"], strict=True))
+        except (OSError, ValueError, KeyError) as e:
+            logger.warning("ignoring an unreadable embedding chunk %s (%s)", chunk, e)
+    return vectors
 
 
 def refuse_existing(output: Path, *, overwrite: bool) -> None:

@@ -27,6 +27,7 @@ CANDIDATES = 4
 """Candidates per wanted neighbour that the IVF index proposes for exact re-scoring."""
 _DUPLICATE_PROBES = 4  # near-duplicates share a cell (or a neighbouring one) all but always
 _QUANTISATION_MARGIN = 0.02  # how far an 8-bit score may fall below the exact cosine
+_FLOAT_SLACK = 1e-6  # float32 cosines of identical images can come out just below 1
 _CHUNK = 65_536
 
 
@@ -79,7 +80,7 @@ class Neighbours:
         if not self.approximate:
             for start in range(0, n, 2048):
                 block = self.vectors[start : start + 2048] @ np.asarray(self.vectors).T
-                i, j = np.nonzero(block >= threshold)
+                i, j = np.nonzero(block >= threshold - _FLOAT_SLACK)
                 found_i.append(i + start)
                 found_j.append(j)
         else:
@@ -90,7 +91,7 @@ class Neighbours:
                 limits, _, ids = ivf.range_search(chunk, threshold - _QUANTISATION_MARGIN)
                 rows = np.repeat(np.arange(len(chunk)), np.diff(limits.astype(np.int64))) + start
                 exact = np.einsum("ij,ij->i", self.vectors[rows], self.vectors[ids])
-                keep = exact >= threshold
+                keep = exact >= threshold - _FLOAT_SLACK
                 found_i.append(rows[keep])
                 found_j.append(ids[keep].astype(np.int64))
         i, j = np.concatenate(found_i), np.concatenate(found_j)
@@ -98,6 +99,17 @@ class Neighbours:
         pairs = np.unique(np.stack([np.minimum(i, j), np.maximum(i, j)], axis=1), axis=0)
         pairs = pairs[pairs[:, 0] != pairs[:, 1]]
         return pairs[:, 0], pairs[:, 1]
+
+    def groups(self, threshold: float) -> np.ndarray:
+        """A group id per vector: vectors at least ``threshold`` cosine-similar (transitively,
+        through :meth:`pairs`) share one."""
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        n = len(self.vectors)
+        i, j = self.pairs(threshold)
+        graph = coo_matrix((np.ones(len(i), np.int8), (i, j)), shape=(n, n))
+        return np.asarray(connected_components(graph, directed=False)[1], np.int64)
 
     def serialised(self) -> np.ndarray | None:
         """The IVF index as bytes (``uint8``) for saving, built if this size needs one."""

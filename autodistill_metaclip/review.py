@@ -28,9 +28,15 @@ import numpy as np
 
 from autodistill_metaclip import sources, splits
 from autodistill_metaclip.errors import ImageLoadError
-from autodistill_metaclip.files import atomic_write, read_file
+from autodistill_metaclip.files import atomic_write
 from autodistill_metaclip.images import load_image
-from autodistill_metaclip.labeling import JOURNAL, LAYOUTS, REVIEW_FILE, STATE
+from autodistill_metaclip.labeling import (
+    LAYOUTS,
+    REVIEW_FILE,
+    read_embeddings,
+    read_journal,
+    read_run,
+)
 from autodistill_metaclip.manifest import MANIFEST, model_class, read_manifest, top_classes
 
 THUMBNAIL = 96
@@ -71,12 +77,11 @@ def write_review(
 
 def review_data(folder: Path, *, thumbnail: int = THUMBNAIL) -> dict[str, Any]:
     """Everything the page shows, as JSON data."""
-    state = json.loads(read_file(folder / STATE / "run.json", 1 << 20, "dataset_folder"))
-    settings, classes = state["settings"], list(state["classes"])
+    run = read_run(folder)
+    settings, classes = run["settings"], list(run["classes"])
     split_names = LAYOUTS[settings["layout"]]
     rows = list(read_manifest(folder / MANIFEST).values())
-    journal = json.loads(read_file(folder / STATE / JOURNAL, 1 << 30, "dataset_folder"))
-    copies = {key: relative for relative, (key, _) in journal.items()}
+    copies = {key: relative for relative, (key, _) in read_journal(folder).items()}
     images = []
     for row in rows:
         top = top_classes(row)
@@ -156,13 +161,7 @@ def _confusions(images: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _duplicates(folder: Path, images: list[dict[str, Any]], threshold: float) -> list[Any]:
     """Near-duplicate groups of labelled images (the run's threshold), cross-split ones first."""
-    vectors: dict[str, np.ndarray] = {}
-    for chunk in sorted((folder / STATE / "embeddings").glob("chunk-*.npz")):
-        try:
-            with np.load(chunk, allow_pickle=False) as data:
-                vectors.update(zip(map(str, data["keys"]), data["vectors"], strict=True))
-        except (OSError, ValueError, KeyError):
-            continue
+    vectors = read_embeddings(folder)
     members = [n for n, image in enumerate(images) if image["key"] in vectors]
     if len(members) < 2:
         return []

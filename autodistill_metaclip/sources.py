@@ -289,9 +289,13 @@ def _list_local(
 
 def _stamp(path: Path) -> str:
     try:
-        info = path.stat()
+        return stamp(path.stat())
     except OSError:
         return "unreadable"
+
+
+def stamp(info: os.stat_result) -> str:
+    """A local file's :attr:`SourceFile.stamp`: its size and modification time."""
     return f"{info.st_size}:{info.st_mtime_ns}"
 
 

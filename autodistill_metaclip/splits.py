@@ -16,8 +16,9 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
+from autodistill_metaclip.neighbours import Neighbours
+
 Split: TypeAlias = tuple[float, float, float]
-_BLOCK = 1024  # rows of the similarity matrix computed at once: memory ~ 4 * _BLOCK * class size
 
 
 def check_split(split: Any) -> Split:
@@ -54,21 +55,9 @@ def near_duplicate_groups(vectors: np.ndarray, threshold: float | None) -> np.nd
 
     ``vectors`` are L2-normalised; ``None`` puts every row in a group of its own.
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    n = len(vectors)
-    if threshold is None or n < 2:
-        return np.arange(n)
-    rows, columns = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
-    for start in range(0, n, _BLOCK):
-        # float32 cosines of identical images can come out just below 1: allow for it
-        i, j = np.nonzero(vectors[start : start + _BLOCK] @ vectors.T >= threshold - 1e-6)
-        rows.append(i + start)
-        columns.append(j)
-    edges = (np.concatenate(rows), np.concatenate(columns))
-    graph = coo_matrix((np.ones(len(edges[0]), np.int8), edges), shape=(n, n))
-    return connected_components(graph, directed=False)[1]
+    if threshold is None or len(vectors) < 2:
+        return np.arange(len(vectors))
+    return Neighbours(vectors).groups(threshold)
 
 
 def assign(
