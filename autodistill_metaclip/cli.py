@@ -61,6 +61,7 @@ _FLAGS = {
     "k": "-k",
     "actors": "--actors",
     "cpus_per_actor": "--cpus-per-actor",
+    "stall_timeout": "--stall-timeout",
     "output": "the output (--shards, -o)",
     "extensions": "-e/--extension",
     "recursive": "--recursive/--no-recursive",
@@ -233,6 +234,12 @@ _ray_options = _options(
     click.option("--actors", type=click.IntRange(1), default=1, show_default=True),
     click.option(
         "--cpus-per-actor", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True
+    ),
+    click.option(
+        "--stall-timeout",
+        type=click.FloatRange(0, min_open=True),
+        metavar="SECONDS",
+        help="Fail a Ray run that finishes no batch for this long [default: 600].",
     ),
 )
 
@@ -439,9 +446,9 @@ def label(
         if params.pop("resume"):
             raise click.UsageError("--resume is not available with --ray")
         shards = shards or f"{output_folder.rstrip('/')}-shards"
-        dataset = label_with_ray(
-            spec, input_folder, shards, extensions=extensions, dataset_folder=output_folder,
-            **ray, **params,
+        dataset = _on_ray(
+            label_with_ray, spec, input_folder, shards, extensions=extensions,
+            dataset_folder=output_folder, **ray, **params,
         ).dataset  # fmt: skip
     if grid:
         from autodistill_metaclip import plots
@@ -459,10 +466,27 @@ def label(
 def _ray(params: dict[str, Any]) -> dict[str, Any] | None:
     """Take the Ray options out of a command's parameters: None without --ray."""
     address = params.pop("ray_address")
-    options = {"actors": params.pop("actors"), "cpus_per_actor": params.pop("cpus_per_actor")}
+    options = {name: params.pop(name) for name in ("actors", "cpus_per_actor", "stall_timeout")}
     if address is None:
         return None
+    options = {name: value for name, value in options.items() if value is not None}
     return {**options, "address": None if address == "local" else address}
+
+
+def _on_ray(run: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``run(*args, **kwargs)`` with Ray's cluster messages (e.g. a node lost) on stderr, where
+    they cannot break the command's output on stdout; disconnects if it connected."""
+    import contextlib
+
+    import ray
+
+    connected = ray.is_initialized()
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            return run(*args, **kwargs)
+        finally:
+            if not connected:
+                ray.shutdown()
 
 
 @main.command()
@@ -495,7 +519,7 @@ def embed(
 
         if len(images) != 1 or texts or not output:
             raise click.UsageError("--ray embeds one folder or URI into -o OUTPUT, without --text")
-        run = embed_with_ray(spec, images[0], output, **ray)
+        run = _on_ray(embed_with_ray, spec, images[0], output, **ray)
         counts = ", ".join(f"{status} {n}" for status, n in sorted(run.counts.items()))
         text = f"{counts} -> {output} (parquet: key, path, status, error, embedding)"
         return {"output": output, **run.counts}, text, run.counts.get("failed", 0)

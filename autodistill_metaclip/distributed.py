@@ -11,7 +11,9 @@
 4. optionally, assemble the same folder dataset and ``manifest.csv`` as ``label()``.
 
 Bad images become ``failed`` rows, never a failed job. Ray retries the work of an actor that
-dies; the shards are then checked to hold every image exactly once.
+dies, or of a node that is lost; the shards are then checked to hold every image exactly once.
+A run that makes no progress for ``stall_timeout`` seconds (its work has nowhere left to run)
+fails with an error instead of waiting forever.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -41,6 +44,8 @@ if TYPE_CHECKING:
     import supervision as sv
 
 logger = logging.getLogger(__name__)
+STALL_TIMEOUT = 600.0
+"""Default seconds a Ray run may go without progress before it fails."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ def label_with_ray(
     near_duplicates: float | None = 0.98,
     follow_links: bool = False,
     overwrite: bool = False,
+    stall_timeout: float = STALL_TIMEOUT,
 ) -> RayRun:
     """Classify every image under ``source`` on a Ray cluster.
 
@@ -96,6 +102,8 @@ def label_with_ray(
             ``dataset_folder`` must have the SHA-256 of the bytes a worker classified, or the
             file is reported failed ("changed since it was classified").
         overwrite: Replace earlier results in ``output`` and ``dataset_folder``.
+        stall_timeout: Seconds the run may go without finishing a batch before it fails
+            (e.g. every node that could run a model actor was lost).
     """
     spec = _spec(model, batch_size)
     if spec.ontology is None:
@@ -129,6 +137,7 @@ def label_with_ray(
         cpus_per_actor=cpus_per_actor,
         address=address,
         overwrite=overwrite,
+        stall_timeout=stall_timeout,
     )
     if dataset_folder is None:
         return run
@@ -149,6 +158,7 @@ def embed_with_ray(
     batch_size: int | None = None,
     address: str | None = None,
     overwrite: bool = False,
+    stall_timeout: float = STALL_TIMEOUT,
 ) -> RayRun:
     """Embed every image under ``source`` on a Ray cluster into parquet shards
     (``key, path, status, error, embedding``). Arguments as in :func:`label_with_ray`."""
@@ -162,6 +172,7 @@ def embed_with_ray(
         cpus_per_actor=cpus_per_actor,
         address=address,
         overwrite=overwrite,
+        stall_timeout=stall_timeout,
     )
 
 
@@ -189,13 +200,17 @@ def _run(
     cpus_per_actor: float,
     address: str | None,
     overwrite: bool,
+    stall_timeout: float,
 ) -> RayRun:
     import ray
+    from ray.data.exceptions import ExecutionTimeoutError
 
     if actors < 1 or cpus_per_actor <= 0:
         raise ValueError(
             f"actors, cpus_per_actor: expected >= 1 and > 0, but got {actors} and {cpus_per_actor}"
         )
+    if not stall_timeout > 0 or math.isinf(stall_timeout):
+        raise ValueError(f"stall_timeout: expected seconds > 0, but got {stall_timeout!r}")
     _refuse_existing(output, overwrite)
     if not ray.is_initialized():
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
@@ -225,8 +240,16 @@ def _run(
         max_restarts=-1,
         max_task_retries=-1,  # a dead actor is replaced and its work redone
     )
+    scored.context.execution_no_progress_timeout_s = stall_timeout
     out_filesystem, out_path = _arrow_filesystem(output)
-    scored.write_parquet(out_path, filesystem=out_filesystem, mode=ray.data.SaveMode.OVERWRITE)
+    try:
+        scored.write_parquet(out_path, filesystem=out_filesystem, mode=ray.data.SaveMode.OVERWRITE)
+    except ExecutionTimeoutError as e:
+        raise RuntimeError(
+            f"stall_timeout: the Ray run finished no batch for {stall_timeout:g} s and was stopped;"
+            " its work has nowhere to run (a lost node? fewer CPUs than an actor needs?). "
+            f"{output!r} may hold part of the results: run again with overwrite=True"
+        ) from e
     statuses = read_results(output, ["key", "status"]).to_pydict()
     written = Counter(statuses["key"])
     if sorted(written) != [f.key for f in files] or any(n != 1 for n in written.values()):

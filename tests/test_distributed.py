@@ -118,6 +118,9 @@ def test_refusals(demo_model: MetaCLIP, photos: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "shards").exists()  # refused before any work
     with pytest.raises(ValueError, match="leave no CPU for Ray's other tasks"):
         label_with_ray(demo_model, str(photos), str(tmp_path / "out"), actors=2)
+    for never in (0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="stall_timeout: expected seconds > 0"):
+            embed_with_ray(demo_model, str(photos), str(tmp_path / "out"), stall_timeout=never)
     with pytest.raises(ValueError, match="needs one"):
         label_with_ray(MetaCLIP(None, "demo"), str(photos), str(tmp_path / "out"))
 
@@ -147,6 +150,11 @@ def test_cli_ray(photos: Path, tmp_path: Path) -> None:
         main, ["embed", "-m", "demo", str(photos), "--ray", "-o", str(tmp_path / "emb"), "--json"]
     )
     assert result.exit_code == 3 and json.loads(result.stdout)["embedded"] == 96  # recursive
+    result = CliRunner().invoke(
+        main, ["embed", str(photos), "--ray", "-o", str(tmp_path / "x"), "--stall-timeout", "inf"]
+    )
+    assert result.exit_code == 1
+    assert result.stderr == "error: --stall-timeout: expected seconds > 0, but got inf\n"
 
 
 def _scorers() -> list[psutil.Process]:
