@@ -239,7 +239,7 @@ _ray_options = _options(
         "--stall-timeout",
         type=click.FloatRange(0, min_open=True),
         metavar="SECONDS",
-        help="Fail a Ray run that finishes no batch for this long [default: 600].",
+        help="Fail a Ray run that finishes no batch for this long [default: Ray Data's, 30 min].",
     ),
 )
 

@@ -13,7 +13,7 @@
 Bad images become ``failed`` rows, never a failed job. Ray retries the work of an actor that
 dies, or of a node that is lost; the shards are then checked to hold every image exactly once.
 A run that makes no progress for ``stall_timeout`` seconds (its work has nowhere left to run)
-fails with an error instead of waiting forever.
+fails with an error instead of waiting forever (Ray Data's no-progress guard).
 """
 
 from __future__ import annotations
@@ -44,8 +44,6 @@ if TYPE_CHECKING:
     import supervision as sv
 
 logger = logging.getLogger(__name__)
-STALL_TIMEOUT = 600.0
-"""Default seconds a Ray run may go without progress before it fails."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +75,7 @@ def label_with_ray(
     near_duplicates: float | None = 0.98,
     follow_links: bool = False,
     overwrite: bool = False,
-    stall_timeout: float = STALL_TIMEOUT,
+    stall_timeout: float | None = None,
 ) -> RayRun:
     """Classify every image under ``source`` on a Ray cluster.
 
@@ -103,7 +101,9 @@ def label_with_ray(
             file is reported failed ("changed since it was classified").
         overwrite: Replace earlier results in ``output`` and ``dataset_folder``.
         stall_timeout: Seconds the run may go without finishing a batch before it fails
-            (e.g. every node that could run a model actor was lost).
+            (e.g. every node that could run a model actor was lost); actors starting (and
+            downloading weights) count as no progress. ``None``: Ray Data's setting (30 minutes,
+            or ``RAY_DATA_EXECUTION_NO_PROGRESS_TIMEOUT_S``; -1 there turns the guard off).
     """
     spec = _spec(model, batch_size)
     if spec.ontology is None:
@@ -158,7 +158,7 @@ def embed_with_ray(
     batch_size: int | None = None,
     address: str | None = None,
     overwrite: bool = False,
-    stall_timeout: float = STALL_TIMEOUT,
+    stall_timeout: float | None = None,
 ) -> RayRun:
     """Embed every image under ``source`` on a Ray cluster into parquet shards
     (``key, path, status, error, embedding``). Arguments as in :func:`label_with_ray`."""
@@ -200,7 +200,7 @@ def _run(
     cpus_per_actor: float,
     address: str | None,
     overwrite: bool,
-    stall_timeout: float,
+    stall_timeout: float | None,
 ) -> RayRun:
     import ray
     from ray.data.exceptions import ExecutionTimeoutError
@@ -209,7 +209,7 @@ def _run(
         raise ValueError(
             f"actors, cpus_per_actor: expected >= 1 and > 0, but got {actors} and {cpus_per_actor}"
         )
-    if not stall_timeout > 0 or math.isinf(stall_timeout):
+    if stall_timeout is not None and not 0 < stall_timeout < math.inf:
         raise ValueError(f"stall_timeout: expected seconds > 0, but got {stall_timeout!r}")
     _refuse_existing(output, overwrite)
     if not ray.is_initialized():
@@ -240,13 +240,15 @@ def _run(
         max_restarts=-1,
         max_task_retries=-1,  # a dead actor is replaced and its work redone
     )
-    scored.context.execution_no_progress_timeout_s = stall_timeout
+    if stall_timeout is not None:
+        scored.context.execution_no_progress_timeout_s = stall_timeout
     out_filesystem, out_path = _arrow_filesystem(output)
     try:
         scored.write_parquet(out_path, filesystem=out_filesystem, mode=ray.data.SaveMode.OVERWRITE)
     except ExecutionTimeoutError as e:
         raise RuntimeError(
-            f"stall_timeout: the Ray run finished no batch for {stall_timeout:g} s and was stopped;"
+            "stall_timeout: the Ray run finished no batch for "
+            f"{scored.context.execution_no_progress_timeout_s:g} s and was stopped;"
             " its work has nowhere to run (a lost node? fewer CPUs than an actor needs?). "
             f"{output!r} may hold part of the results: run again with overwrite=True"
         ) from e
