@@ -37,7 +37,7 @@ STALL = 45  # the stall test's timeout: actors starting count as no progress, so
 NODE_ALIVE = """
 import sys, ray
 ray.init(address=sys.argv[1], log_to_driver=False)
-print(any(n["Alive"] for n in ray.nodes() if n["NodeManagerPort"] == int(sys.argv[2])))
+print("alive:", any(n["Alive"] for n in ray.nodes() if n["NodeManagerPort"] == int(sys.argv[2])))
 """
 
 
@@ -80,7 +80,7 @@ class Cluster:
         for _ in range(12):
             command = [sys.executable, "-c", NODE_ALIVE, self.address, str(port)]
             answer = subprocess.run(command, env=self.env, capture_output=True, timeout=60)
-            if answer.stdout.strip() == b"False":
+            if b"alive: False" in answer.stdout:  # Ray may print its own messages too
                 return True
             time.sleep(5)
         return False
