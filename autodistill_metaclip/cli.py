@@ -793,8 +793,9 @@ def evaluate(
 
     from autodistill_metaclip.evaluation import evaluate as run
     from autodistill_metaclip.evaluation import report
+    from autodistill_metaclip.labeling import RUN, STATE
 
-    if (Path(folder) / ".autodistill-metaclip" / "run.json").is_file():
+    if (Path(folder) / STATE / RUN).is_file():
         return _corrections_report(folder)
     spec, device = _spec(params, ontology=True), params.pop("device")
     model = spec.build(device)

@@ -109,11 +109,8 @@ def apply_corrections(
                 continue
             row["decided"], row["class"] = decided, new_class
             counts["excluded" if target is None else "reassigned"] += 1
-        folder.write(files)
-        if (output / REVIEW_FILE).exists():  # the page shows the decisions from now on
-            from autodistill_metaclip.review import write_review
-
-            write_review(output)
+        # an existing page shows the decisions from now on
+        folder.write(files, review=(output / REVIEW_FILE).exists())
     return {name: counts[name] for name in ("reassigned", "excluded", "unchanged")}
 
 
@@ -142,18 +139,17 @@ def correction_report(dataset_folder: str | os.PathLike[str]) -> dict[str, Any]:
         ``kept`` is the share of the model's labels of that class that a human left as they
         were: the precision of the labels, as far as they were reviewed.
     """
-    rows = [r for r in read_manifest(Path(dataset_folder) / MANIFEST).values()]
     per_class: dict[str, Counter[str]] = {}
-    for row in rows:
+    for row in read_manifest(Path(dataset_folder) / MANIFEST).values():
         if row["status"] != "labeled":
             continue
-        counts = per_class.setdefault(model_class(row), Counter())
+        predicted = model_class(row)
+        counts = per_class.setdefault(predicted, Counter())
         counts["labeled"] += 1
-        changed = row["decided"] == "excluded" or (
-            row["decided"] == "human" and row["class"] != model_class(row)
-        )
-        if changed:
-            counts["excluded" if row["decided"] == "excluded" else "reassigned"] += 1
+        if row["decided"] == "excluded":
+            counts["excluded"] += 1
+        elif row["decided"] == "human" and row["class"] != predicted:
+            counts["reassigned"] += 1
 
     def summary(counts: Counter[str]) -> dict[str, Any]:
         labeled = counts["labeled"]

@@ -354,13 +354,9 @@ def _assemble(
                 error,
                 None if failed else np.asarray(row["embedding"], np.float32),
                 data,
-                [] if failed else [(c, p) for c, p in json.loads(row["top"])],
+                [] if failed else json.loads(row["top"]),
             )
-        written = dataset.write(files)
-    from autodistill_metaclip.review import write_review
-
-    write_review(folder)
-    return written
+        return dataset.write(files, review=True)
 
 
 def _classified_bytes(file: sources.SourceFile, digest: str) -> tuple[bytes | None, str]:

@@ -37,7 +37,7 @@ Reserve: TypeAlias = Callable[[int], None]
 DEFAULT_DECODE_MEMORY = 1024
 """MiB that images being decoded at once may take (``MetaCLIP(decode_memory=...)``)."""
 _BYTE_TYPES = (bytes, bytearray, memoryview)
-_WHITE = (255, 255, 255, 255)
+_WHITE = (255, 255, 255)
 _STORAGE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
 """Bytes per pixel Pillow stores for a mode (4 for every other mode, RGB included)."""
 _STRIP_ROWS = 256
@@ -276,7 +276,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def _on_white(rgba: Image.Image) -> Image.Image:
     """Composite onto opaque white: one RGB image and one alpha plane more, not three
     RGBA copies (``alpha_composite`` then ``convert``)."""
-    background = Image.new("RGB", rgba.size, _WHITE[:3])
+    background = Image.new("RGB", rgba.size, _WHITE)
     background.paste(rgba, mask=rgba.getchannel("A"))
     return background
 

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import weakref
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from tqdm.auto import tqdm
 
 from autodistill_metaclip import sources
 from autodistill_metaclip.files import atomic_write, open_file
-from autodistill_metaclip.neighbours import Neighbours, kmeans, read_index
+from autodistill_metaclip.neighbours import Neighbours, kmeans
 
 if TYPE_CHECKING:
     from autodistill_metaclip.model import MetaCLIP
@@ -102,13 +103,12 @@ class EmbeddingIndex:
         self.options = options or {"extensions": None, "recursive": True}
         self._compatible: weakref.WeakSet[MetaCLIP] = weakref.WeakSet()
         self._neighbours: Neighbours | None = None
-        self._ann: np.ndarray | None = None  # the saved IVF index, if any
 
     @property
     def neighbours(self) -> Neighbours:
         """Nearest-neighbour search over the embeddings (built on first use)."""
         if self._neighbours is None or self._neighbours.vectors is not self.embeddings:
-            self._neighbours = Neighbours(self.embeddings, self._ann)
+            self._neighbours = Neighbours(self.embeddings)
         return self._neighbours
 
     def __len__(self) -> int:
@@ -230,7 +230,6 @@ class EmbeddingIndex:
         self.failed = failed
         if not todo and not counts["removed"]:  # nothing to change: keep the (mapped) arrays
             return counts
-        self._ann = None  # of the vectors before: rebuilt when needed
         keys = [self.keys[i] for i in keep] + new_keys
         order = np.argsort(keys, kind="stable")
         self.keys = [keys[i] for i in order]
@@ -288,14 +287,15 @@ class EmbeddingIndex:
                     stamps = [str(s) for s in arrays["stamps"]]
                 keys = [str(k) for k in arrays["paths"]]
                 ann = arrays["ann"] if "ann" in arrays.files else None
-                mapped = _memory_map(file, "embeddings.npy")
+                mapped = _memory_map(file, arrays.zip.getinfo("embeddings.npy"))
                 embeddings = mapped if mapped is not None else arrays["embeddings"]
         except Exception as e:  # zip, npy, JSON and key errors all mean: not an index
             raise ValueError(f"{shown} is not a readable embedding index ({e})") from None
         problem = _inconsistency(meta, keys, embeddings, stamps)
-        if not problem and ann is not None:
-            try:
-                read_index(ann, embeddings.shape)
+        if not problem:
+            embeddings = embeddings.astype(np.float32, copy=False)
+            try:  # the saved IVF index, read once and kept for searches
+                neighbours = None if ann is None else Neighbours(embeddings, ann)
             except ValueError as e:
                 problem = str(e)
         if problem:
@@ -303,13 +303,13 @@ class EmbeddingIndex:
         index = cls(
             meta["root"],
             keys,
-            embeddings if embeddings.dtype == np.float32 else embeddings.astype(np.float32),
+            embeddings,
             stamps,
             meta["model"],
             meta.get("failed", {}),
             meta.get("options"),
         )
-        index._ann = ann
+        index._neighbours = neighbours
         if model is not None:
             index.check_model(model)
         return index
@@ -507,14 +507,11 @@ def _inconsistency(
     return ""
 
 
-def _memory_map(file: Any, member: str) -> np.ndarray | None:
-    """A read-only memory map of an uncompressed ``.npy`` member of an open ``.npz`` file
-    (``np.savez`` stores them so), or ``None`` if it is compressed."""
+def _memory_map(file: Any, info: zipfile.ZipInfo) -> np.ndarray | None:
+    """A read-only memory map of the uncompressed ``.npy`` member ``info`` of the open ``.npz``
+    ``file`` (``np.savez`` stores them so), or ``None`` if it is compressed."""
     import struct
-    import zipfile
 
-    with zipfile.ZipFile(file) as archive:
-        info = archive.getinfo(member)
     if info.compress_type != zipfile.ZIP_STORED:
         return None
     file.seek(info.header_offset)
@@ -522,9 +519,8 @@ def _memory_map(file: Any, member: str) -> np.ndarray | None:
     name_length, extra_length = struct.unpack("<HH", header[26:30])
     file.seek(info.header_offset + 30 + name_length + extra_length)
     version = np.lib.format.read_magic(file)
-    read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(
-        version, np.lib.format.read_array_header_2_0
-    )
+    fmt = np.lib.format
+    read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
     shape, fortran, dtype = read_header(file)
     if dtype.hasobject or fortran or len(shape) != 2:
         return None

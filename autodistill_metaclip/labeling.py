@@ -45,7 +45,7 @@ import os
 import re
 import shutil
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -80,14 +80,16 @@ from autodistill_metaclip.splits import Split, check_split
 from autodistill_metaclip.zeroshot import check_confidence, ontology_identity
 
 LAYOUTS = {"valid": ("train", "valid", "test"), "val": ("train", "val", "test")}
+_ALL_SPLITS = frozenset({*LAYOUTS["valid"], *LAYOUTS["val"]})
 CLASSES_FILE = "classes.txt"
 REVIEW_FILE = "review.html"
 STATE = ".autodistill-metaclip"
 TOP = 3
 JOURNAL = "written.json"
+RUN = "run.json"
 STAGED = "staged"
 MAX_STATE_BYTES = 1 << 30
-"""Largest manifest or journal read back (about ten million rows)."""
+"""Largest run settings or journal read back (about ten million rows)."""
 _CHUNK = 256  # predictions recorded together: at most this many are redone after a kill
 _LEFTOVER = re.compile(rf"^{re.escape(PARTIAL_PREFIX)}[0-9a-f]{{16}}-")
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
@@ -188,12 +190,7 @@ def label_folder(
             for prediction in predictions:
                 folder.record(todo[prediction.index], prediction)
                 bar.update()
-        dataset = folder.write(files)
-        if review:
-            from autodistill_metaclip.review import write_review
-
-            write_review(output)
-        return dataset
+        return folder.write(files, review=review)
 
 
 def run_settings(spec: Any, input_folder: Any, extension: Any, **options: Any) -> dict[str, Any]:
@@ -281,7 +278,7 @@ class DatasetFolder:
     def __enter__(self) -> DatasetFolder:
         self._refuse_links()
         existing = self.output.is_dir() and any(self.output.iterdir())
-        ours = (self.state / "run.json").is_file()
+        ours = (self.state / RUN).is_file()
         if existing and not (self.overwrite or self.resume):
             refuse_existing(self.output, overwrite=False)
         if existing and self.resume and not ours:
@@ -304,9 +301,9 @@ class DatasetFolder:
                 self._load()
             elif existing:
                 self._clear()
-            with atomic_write(self.state / "run.json", "w") as f:
-                state = {"tool": "autodistill-metaclip", "settings": self.settings}
-                json.dump({**state, "classes": self.classes}, f, indent=1)
+            with atomic_write(self.state / RUN, "w") as f:
+                run = {"tool": "autodistill-metaclip", "settings": self.settings}
+                json.dump({**run, "classes": self.classes}, f, indent=1)
         except BaseException:
             release_lock(self._lock)
             if new_state:
@@ -318,7 +315,7 @@ class DatasetFolder:
         """Refuse symbolic links planted where this tool writes or removes files."""
         places = [self.state, *(self.output / n for n in (MANIFEST, CLASSES_FILE, REVIEW_FILE))]
         folders = [self.state, self.state / "embeddings", self.state / STAGED]
-        for split in sorted({*LAYOUTS["valid"], *LAYOUTS["val"]}):
+        for split in sorted(_ALL_SPLITS):
             places.append(self.output / split)
             folders.append(self.output / split)
         for folder in folders:
@@ -440,8 +437,9 @@ class DatasetFolder:
 
     # phases 2 and 3: split and layout --------------------------------------------------
 
-    def write(self, files: Sequence[SourceFile]) -> sv.ClassificationDataset:
-        """Decide the splits, write the folders, copies, manifest and class list."""
+    def write(self, files: Sequence[SourceFile], *, review: bool) -> sv.ClassificationDataset:
+        """Decide the splits, write the folders, copies, manifest and class list (and, with
+        ``review``, the review page)."""
         self._flush()
         names = file_names([f.key for f in files])
         labelled = sorted(k for k, r in self.rows.items() if r["status"] == "labeled")
@@ -467,6 +465,10 @@ class DatasetFolder:
         with atomic_write(self.output / CLASSES_FILE, "w") as f:
             f.write("".join(f"{name}\n" for name in ordered))
         _log_summary(self.rows.values(), self.output)
+        if review:
+            from autodistill_metaclip.review import write_review
+
+            write_review(self.output)
         index = {name: i for i, name in enumerate(ordered)}
         paths = {key: str(self.output / relative) for relative, key in planned.items()}
         return sv.ClassificationDataset(
@@ -561,16 +563,16 @@ class DatasetFolder:
     def _clear(self) -> None:
         """``overwrite``: remove what this tool wrote; refuse anything else in split folders."""
         written = read_journal(self.output)
-        ours = (self.state / "run.json").is_file()
+        ours = (self.state / RUN).is_file()
         foreign = [
             name
             for name in (MANIFEST, CLASSES_FILE, REVIEW_FILE)
             if not ours and (self.output / name).exists()
         ]
-        _remove_leftovers(self.output, (*LAYOUTS["valid"], *LAYOUTS["val"]))
+        _remove_leftovers(self.output, _ALL_SPLITS)
         foreign += [
             relative
-            for split in sorted({*LAYOUTS["valid"], *LAYOUTS["val"]})
+            for split in sorted(_ALL_SPLITS)
             for relative in _entries(self.output, split)
             if relative not in written
         ]
@@ -582,12 +584,12 @@ class DatasetFolder:
                 f"output_folder: {str(self.output)!r} holds files this tool did not write where it "
                 f"writes ({shown}); move them away or choose another output_folder"
             )
-        for split in {*LAYOUTS["valid"], *LAYOUTS["val"]}:
+        for split in _ALL_SPLITS:
             if (self.output / split).is_dir():
                 shutil.rmtree(self.output / split)  # only this tool's files, checked above
         for name in (MANIFEST, CLASSES_FILE, REVIEW_FILE):
             _remove_ours(self.output / name)
-        for name in ("embeddings", STAGED, JOURNAL, "run.json"):
+        for name in ("embeddings", STAGED, JOURNAL, RUN):
             target = self.state / name
             if target.is_dir():
                 shutil.rmtree(target)
@@ -601,7 +603,7 @@ def read_run(output: Path) -> dict[str, Any]:
     Raises:
         ValueError: There is none, or it is not a run of this tool.
     """
-    path = output / STATE / "run.json"
+    path = output / STATE / RUN
     try:
         run = json.loads(read_file(path, MAX_STATE_BYTES, "dataset_folder"))
         if not isinstance(run, dict) or not isinstance(run["settings"], dict):
@@ -733,7 +735,7 @@ def _entries(output: Path, split: str) -> list[str]:
     return sorted(found)
 
 
-def _remove_leftovers(output: Path, split_names: Sequence[str]) -> None:
+def _remove_leftovers(output: Path, split_names: Iterable[str]) -> None:
     """Temporary files of a run that was killed, where this tool writes (never elsewhere)."""
     folders = [output, output / STATE, output / STATE / "embeddings", output / STATE / STAGED]
     for split in dict.fromkeys(split_names):
@@ -750,8 +752,7 @@ def _inside_splits(relative: Any) -> bool:
     if not isinstance(relative, str):
         return False
     parts = PurePosixPath(relative).parts
-    splits_ = {*LAYOUTS["valid"], *LAYOUTS["val"]}
-    return len(parts) == 3 and parts[0] in splits_ and not {".", "..", "/"} & set(parts)
+    return len(parts) == 3 and parts[0] in _ALL_SPLITS and not {".", "..", "/"} & set(parts)
 
 
 def _remove_ours(path: Path) -> None:

@@ -91,8 +91,8 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, dict[str, str]]:
 
 def model_class(row: dict[str, str]) -> str:
     """The class the model predicted for a manifest row (``class`` may be a human's)."""
-    top = json.loads(row["top"]) if row["top"] else []
-    return str(top[0][0]) if top else row["class"]
+    top = top_classes(row)
+    return top[0][0] if top else row["class"]
 
 
 def top_classes(row: dict[str, str]) -> list[tuple[str, float]]:

@@ -78,11 +78,11 @@ class Neighbours:
         n = len(self.vectors)
         found_i, found_j = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
         if not self.approximate:
-            for start in range(0, n, 2048):
-                block = self.vectors[start : start + 2048] @ np.asarray(self.vectors).T
+            for start in range(0, n, 2048):  # each block against itself and the vectors after it
+                block = self.vectors[start : start + 2048] @ np.asarray(self.vectors[start:]).T
                 i, j = np.nonzero(block >= threshold - _FLOAT_SLACK)
                 found_i.append(i + start)
-                found_j.append(j)
+                found_j.append(j + start)
         else:
             ivf = self._index()
             ivf.nprobe = _DUPLICATE_PROBES
@@ -128,11 +128,11 @@ class Neighbours:
         scores = np.full((len(queries), k), -np.inf, np.float32)
         ids = np.full((len(queries), k), -1, np.int64)
         for row, (query, found) in enumerate(zip(queries, candidates, strict=True)):
-            found = found[found >= 0]
-            exact = self.vectors[np.sort(found)] @ query
+            found = np.sort(found[found >= 0])  # ascending: memory-map reads in file order
+            exact = self.vectors[found] @ query
             order = np.argsort(-exact, kind="stable")[:k]
             scores[row, : len(order)] = exact[order]
-            ids[row, : len(order)] = np.sort(found)[order]
+            ids[row, : len(order)] = found[order]
         return scores, ids
 
 
