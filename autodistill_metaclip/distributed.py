@@ -2,7 +2,7 @@
 
 ``pip install "autodistill-metaclip[ray]"``. The pipeline:
 
-1. list the images of a local folder or filesystem URI (:mod:`autodistill_metaclip.sources`,
+1. list the images of a local folder or filesystem URI (:mod:`autodistill_metaclip.inputs.sources`,
    the same listing as ``label()``);
 2. ``map_batches`` into a pool of actors that each build the model once from its
    :class:`~autodistill_metaclip.model.ModelSpec` and run its public streaming API
@@ -19,7 +19,6 @@ fails with an error instead of waiting forever (Ray Data's no-progress guard).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import os
@@ -30,29 +29,68 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from autodistill_metaclip import sources
-from autodistill_metaclip.errors import ImageLoadError
-from autodistill_metaclip.labeling import TOP, DatasetFolder, refuse_existing, run_settings
-from autodistill_metaclip.model import MetaCLIP, ModelSpec
-from autodistill_metaclip.splits import Split, check_split, check_threshold
-from autodistill_metaclip.zeroshot import as_ontology, check_confidence
+from autodistill_metaclip.engine.ontology import as_ontology
+from autodistill_metaclip.engine.spec import ModelSpec
+from autodistill_metaclip.errors import ArgumentError, ImageLoadError, OutputFolderError
+from autodistill_metaclip.inputs import sources
+from autodistill_metaclip.labeling.folder import DatasetFolder, LabelRun, refuse_existing
+from autodistill_metaclip.labeling.manifest import prediction_cells
+from autodistill_metaclip.labeling.options import LabelOptions
+from autodistill_metaclip.labeling.state import run_settings
+from autodistill_metaclip.results import Status, gather
 
 if TYPE_CHECKING:
     import pyarrow.fs
     import supervision as sv
 
+    from autodistill_metaclip.model import MetaCLIP
+
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class RayOptions:
+    """Where a Ray run goes and how wide.
+
+    Attributes:
+        address: Ray cluster address; ``None`` joins or starts a local Ray. Used only when this
+            process has not called ``ray.init`` already.
+        actors: Model replicas; each takes one GPU when the cluster has GPUs.
+        cpus_per_actor: CPUs each actor reserves (its torch and decoding threads).
+        stall_timeout: Seconds the run may go without finishing a batch before it fails
+            (e.g. every node that could run a model actor was lost); actors starting (and
+            downloading weights) count as no progress. ``None``: Ray Data's setting (30 minutes,
+            or ``RAY_DATA_EXECUTION_NO_PROGRESS_TIMEOUT_S``; -1 there turns the guard off).
+    """
+
+    address: str | None = None
+    actors: int = 1
+    cpus_per_actor: float = 1.0
+    stall_timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.actors, bool) or not isinstance(self.actors, int) or self.actors < 1:
+            raise ArgumentError("actors", f"expected a whole number >= 1, but got {self.actors!r}")
+        if not self.cpus_per_actor > 0:
+            raise ArgumentError(
+                "cpus_per_actor", f"expected a number > 0, but got {self.cpus_per_actor!r}"
+            )
+        if self.stall_timeout is not None and not 0 < self.stall_timeout < math.inf:
+            raise ArgumentError(
+                "stall_timeout", f"expected seconds > 0, but got {self.stall_timeout!r}"
+            )
+
+
+@dataclass(frozen=True)
 class RayRun:
-    """What a Ray run wrote."""
+    """What a Ray run wrote: its shards' counts by status, and with ``dataset_folder`` the
+    dataset (as ``label()`` returns it) and its summary."""
 
     output: str
     counts: dict[str, int]
     dataset: sv.ClassificationDataset | None = None
+    summary: dict[str, Any] | None = None
 
 
 def label_with_ray(
@@ -61,21 +99,15 @@ def label_with_ray(
     output: str,
     *,
     extensions: Sequence[str] | None = None,
-    recursive: bool = True,
-    confidence: float = 0.5,
+    dataset_folder: str | os.PathLike[str] | None = None,
     embeddings: bool = False,
     actors: int = 1,
     cpus_per_actor: float = 1.0,
     batch_size: int | None = None,
     address: str | None = None,
-    dataset_folder: str | os.PathLike[str] | None = None,
-    seed: int = 0,
-    split: Split = (0.7, 0.15, 0.15),
-    layout: str = "valid",
-    near_duplicates: float | None = 0.98,
-    follow_links: bool = False,
-    overwrite: bool = False,
     stall_timeout: float | None = None,
+    options: LabelOptions | None = None,
+    **keywords: Any,
 ) -> RayRun:
     """Classify every image under ``source`` on a Ray cluster.
 
@@ -84,66 +116,66 @@ def label_with_ray(
         source: A local folder, or a URI such as ``s3://bucket/photos``.
         output: Folder or URI for the parquet shards.
         extensions: Suffixes to take (``None``: those of ``sources.IMAGE_FORMATS``).
-        recursive: Include subfolders.
-        confidence: Threshold between "labeled" and "unlabeled", as in ``label()``.
+        dataset_folder: If given, also write ``label()``'s dataset and manifest there (the
+            run then keeps embeddings in the shards too).
         embeddings: Also store each image's embedding.
         actors: Model replicas; each takes one GPU when the cluster has GPUs.
         cpus_per_actor: CPUs each actor reserves (its torch and decoding threads).
         batch_size: Images per actor call (default: the model's).
         address: Ray cluster address; ``None`` joins or starts a local Ray. Used only when this
             process has not called ``ray.init`` already.
-        dataset_folder: If given, also write ``label()``'s dataset and manifest there.
-        seed, split, layout, near_duplicates: The split and layout of ``dataset_folder``, as in
-            ``label()`` (the run then keeps embeddings in the shards too).
-        follow_links: As in ``label()``: by default a link is read only if it leads to a file
-            inside ``source``. The workers read and classify each file; the driver's copy in
-            ``dataset_folder`` must have the SHA-256 of the bytes a worker classified, or the
-            file is reported failed ("changed since it was classified").
-        overwrite: Replace earlier results in ``output`` and ``dataset_folder``.
         stall_timeout: Seconds the run may go without finishing a batch before it fails
             (e.g. every node that could run a model actor was lost); actors starting (and
             downloading weights) count as no progress. ``None``: Ray Data's setting (30 minutes,
             or ``RAY_DATA_EXECUTION_NO_PROGRESS_TIMEOUT_S``; -1 there turns the guard off).
+        options: ``label()``'s :class:`~autodistill_metaclip.LabelOptions` (or its fields as
+            keywords): ``confidence`` and ``recursive``, and for ``dataset_folder`` ``seed``,
+            ``split``, ``layout``, ``near_duplicates``; ``follow_links`` as in ``label()`` (the
+            workers read and classify each file; the driver's copy in ``dataset_folder`` must
+            have the SHA-256 of the bytes a worker classified, or the file is reported failed:
+            "changed since it was classified"); ``overwrite`` replaces earlier results in
+            ``output`` and ``dataset_folder``. ``resume`` is not available on Ray.
     """
+    if options is not None and keywords:
+        raise TypeError(
+            f"label_with_ray(): give options or keywords, not both ({', '.join(keywords)})"
+        )
+    chosen = (
+        options if options is not None else LabelOptions.of(keywords, caller="label_with_ray()")
+    )
+    ray_options = RayOptions(address, actors, cpus_per_actor, stall_timeout)
+    if chosen.resume:
+        raise ArgumentError(
+            "resume", "not available on Ray; run again with {overwrite}", overwrite=True
+        )
     spec = _spec(model, batch_size)
     if spec.ontology is None:
-        raise ValueError("ontology: labelling needs one, but the model has ontology=None")
+        raise ArgumentError("ontology", "labelling needs one, but the model has ontology=None")
     spec = replace(spec, ontology=as_ontology(spec.ontology))
-    threshold = check_confidence(confidence)
-    settings = run_settings(
-        spec,
+    settings = run_settings(spec, source, extensions, chosen)
+    if dataset_folder is not None and not chosen.overwrite:
+        refuse_existing(Path(dataset_folder))
+    files = sources.list_images(
         source,
         extensions,
-        confidence=threshold,
-        seed=seed,
-        split=check_split(split),
-        layout=layout,
-        near_duplicates=check_threshold(near_duplicates),
-        recursive=recursive,
-        follow_links=bool(follow_links),
-    )
-    if dataset_folder is not None:
-        refuse_existing(Path(dataset_folder), overwrite=overwrite)
-    files = sources.list_images(
-        source, extensions, recursive=recursive, exclude=dataset_folder, follow_links=follow_links
+        recursive=chosen.recursive,
+        exclude=dataset_folder,
+        follow_links=chosen.follow_links,
     )
     run = _run(
         spec,
         files,
         output,
-        confidence=threshold,
+        confidence=chosen.confidence,
         embeddings=embeddings or dataset_folder is not None,
-        actors=actors,
-        cpus_per_actor=cpus_per_actor,
-        address=address,
-        overwrite=overwrite,
-        stall_timeout=stall_timeout,
+        ray_options=ray_options,
+        overwrite=chosen.overwrite,
     )
     if dataset_folder is None:
         return run
     classes = list(spec.ontology.classes())
-    dataset = _assemble(files, output, Path(dataset_folder), settings, classes, overwrite)
-    return RayRun(run.output, run.counts, dataset)
+    written = _assemble(files, output, Path(dataset_folder), settings, classes, chosen.overwrite)
+    return RayRun(run.output, run.counts, written.dataset, written.summary)
 
 
 def embed_with_ray(
@@ -162,17 +194,15 @@ def embed_with_ray(
 ) -> RayRun:
     """Embed every image under ``source`` on a Ray cluster into parquet shards
     (``key, path, status, error, embedding``). Arguments as in :func:`label_with_ray`."""
+    ray_options = RayOptions(address, actors, cpus_per_actor, stall_timeout)
     return _run(
         _spec(model, batch_size),
         sources.list_images(source, extensions, recursive=recursive),
         output,
         confidence=None,
         embeddings=True,
-        actors=actors,
-        cpus_per_actor=cpus_per_actor,
-        address=address,
+        ray_options=ray_options,
         overwrite=overwrite,
-        stall_timeout=stall_timeout,
     )
 
 
@@ -185,7 +215,7 @@ def read_results(output: str, columns: Sequence[str] | None = None) -> Any:
 
 
 def _spec(model: MetaCLIP | ModelSpec, batch_size: int | None) -> ModelSpec:
-    spec = model.spec if isinstance(model, MetaCLIP) else model
+    spec = model if isinstance(model, ModelSpec) else model.spec
     return spec if batch_size is None else replace(spec, batch_size=batch_size)
 
 
@@ -196,32 +226,25 @@ def _run(
     *,
     confidence: float | None,
     embeddings: bool,
-    actors: int,
-    cpus_per_actor: float,
-    address: str | None,
+    ray_options: RayOptions,
     overwrite: bool,
-    stall_timeout: float | None,
 ) -> RayRun:
     import ray
     from ray.data.exceptions import ExecutionTimeoutError
 
-    if actors < 1 or cpus_per_actor <= 0:
-        raise ValueError(
-            f"actors, cpus_per_actor: expected >= 1 and > 0, but got {actors} and {cpus_per_actor}"
-        )
-    if stall_timeout is not None and not 0 < stall_timeout < math.inf:
-        raise ValueError(f"stall_timeout: expected seconds > 0, but got {stall_timeout!r}")
+    actors, cpus_per_actor = ray_options.actors, ray_options.cpus_per_actor
     _refuse_existing(output, overwrite)
     if not ray.is_initialized():
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        ray.init(address=ray_options.address, ignore_reinit_error=True, log_to_driver=False)
     cluster = ray.cluster_resources()
     gpus = 1 if cluster.get("GPU", 0) >= 1 else 0
     cpus = cluster.get("CPU", 0)
     if not gpus and actors * cpus_per_actor > cpus - 1:
         # Actors would hold every CPU and Ray Data's own tasks could never run.
-        raise ValueError(
-            f"actors: {actors} x {cpus_per_actor:g} CPUs leave no CPU for Ray's other tasks on a "
-            f"cluster of {cpus:g} CPUs; use fewer actors or a smaller cpus_per_actor"
+        raise ArgumentError(
+            "actors",
+            f"{actors} x {cpus_per_actor:g} CPUs leave no CPU for Ray's other tasks on a "
+            f"cluster of {cpus:g} CPUs; use fewer actors or a smaller cpus_per_actor",
         )
     items = [{"key": f.key, "path": f.location, "within": f.within or ""} for f in files]
     scored = ray.data.from_items(items).map_batches(
@@ -240,8 +263,8 @@ def _run(
         max_restarts=-1,
         max_task_retries=-1,  # a dead actor is replaced and its work redone
     )
-    if stall_timeout is not None:
-        scored.context.execution_no_progress_timeout_s = stall_timeout
+    if ray_options.stall_timeout is not None:
+        scored.context.execution_no_progress_timeout_s = ray_options.stall_timeout
     out_filesystem, out_path = _arrow_filesystem(output)
     try:
         scored.write_parquet(out_path, filesystem=out_filesystem, mode=ray.data.SaveMode.OVERWRITE)
@@ -281,7 +304,9 @@ def _refuse_existing(output: str, overwrite: bool) -> None:
     else:
         exists = Path(output).is_dir() and any(Path(output).iterdir())
     if exists and not overwrite:
-        raise FileExistsError(f"output: {output!r} is not empty; pass overwrite=True to replace it")
+        raise OutputFolderError(
+            "output", f"{output!r} is not empty; pass {{overwrite}} to replace it", overwrite=True
+        )
 
 
 class _Scorer:
@@ -290,6 +315,8 @@ class _Scorer:
     def __init__(
         self, spec: ModelSpec, confidence: float | None, embeddings: bool, threads: int
     ) -> None:
+        import torch
+
         torch.set_num_threads(threads)
         self.model = spec.build()
         self.confidence = confidence
@@ -300,30 +327,30 @@ class _Scorer:
             sources.SourceFile(str(k), str(p), "", str(w) or None)
             for k, p, w in zip(batch["key"], batch["path"], batch["within"], strict=True)
         ]
+        out: dict[str, Any] = {"key": batch["key"], "path": batch["path"]}
         if self.confidence is None:
-            results: list[Any] = list(self.model.iter_embeddings(files))
-            vectors = [r.vector for r in results]
-            status = ["failed" if r.error else "embedded" for r in results]
+            embedded = gather(self.model.iter_embeddings(files), self.model.dim)
+            vectors = dict(zip(embedded.indices, embedded.vectors, strict=True))
+            failures = {i: str(e) for i, e in embedded.failures.items()}
+            status = [
+                Status.FAILED if i in failures else Status.EMBEDDED for i in range(len(files))
+            ]
+            out["status"] = np.array([str(s) for s in status], dtype=object)
+            out["error"] = np.array([failures.get(i, "") for i in range(len(files))], object)
         else:
-            results = list(self.model.iter_predictions(files, self.confidence, keep_data=True))
-            vectors = [r.embedding for r in results]
-            status = [r.status for r in results]
-        out: dict[str, Any] = {
-            "key": batch["key"],
-            "path": batch["path"],
-            "status": np.array(status, dtype=object),
-            "error": np.array(["" if r.error is None else str(r.error) for r in results], object),
-        }
-        if self.confidence is not None:
-            best = [r.best if r.error is None else ("", np.nan) for r in results]
-            out["class"] = np.array([b[0] for b in best], dtype=object)
-            out["confidence"] = np.array([b[1] for b in best], dtype=np.float64)
-            digests = [hashlib.sha256(r.data).hexdigest() if r.data else "" for r in results]
+            predictions = list(self.model.iter_predictions(files, self.confidence, keep_data=True))
+            vectors = {p.index: p.embedding for p in predictions if p.embedding is not None}
+            cells = [prediction_cells(p) for p in predictions]
+            for column in ("status", "class", "error", "top"):
+                out[column] = np.array([c[column] for c in cells], dtype=object)
+            out["confidence"] = np.array(
+                [float(c["confidence"] or "nan") for c in cells], dtype=np.float64
+            )
+            digests = [hashlib.sha256(p.data).hexdigest() if p.data else "" for p in predictions]
             out["sha256"] = np.array(digests, dtype=object)
-            out["top"] = np.array([json.dumps(r.top(TOP)) for r in results], dtype=object)
         if self.embeddings:
             empty = np.zeros(self.model.dim, np.float32)
-            out["embedding"] = np.stack([empty if v is None else v for v in vectors])
+            out["embedding"] = np.stack([vectors.get(i, empty) for i in range(len(files))])
         return out
 
 
@@ -334,28 +361,27 @@ def _assemble(
     settings: dict[str, Any],
     classes: list[str],
     overwrite: bool,
-) -> sv.ClassificationDataset:
+) -> LabelRun:
     """Write ``label()``'s folder dataset from a run's shards (on the driver)."""
     columns = ["key", "status", "class", "confidence", "error", "embedding", "sha256", "top"]
     by_key = {r["key"]: r for r in read_results(output, columns).to_pylist()}
     with DatasetFolder(folder, settings, classes, overwrite=overwrite) as dataset:
         for file in dataset.todo(files):
             row = by_key[file.key]
-            status, error, data = row["status"], row["error"] or "", None
-            if status == "labeled":
-                data, error = _classified_bytes(file, row["sha256"])
-                status = "failed" if data is None else status
-            failed = status == "failed"
-            dataset.add(
-                file,
-                status,
-                "" if failed else row["class"] or "",
-                None if failed else float(row["confidence"]),
-                error,
-                None if failed else np.asarray(row["embedding"], np.float32),
-                data,
-                [] if failed else json.loads(row["top"]),
+            cells = {name: row[name] or "" for name in ("status", "class", "error", "top")}
+            cells["confidence"] = (
+                "" if math.isnan(row["confidence"]) else f"{row['confidence']:.6f}"
             )
+            vector, data = np.asarray(row["embedding"], np.float32), None
+            if cells["status"] == Status.LABELED:
+                data, error = _classified_bytes(file, row["sha256"])
+                if data is None:
+                    cells = {
+                        **dict.fromkeys(cells, ""),
+                        "status": str(Status.FAILED),
+                        "error": error,
+                    }
+            dataset.add(file, cells, vector if data is not None else None, data)
         return dataset.write(files, review=True)
 
 

@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from autodistill_metaclip import sources
-from autodistill_metaclip.labeling import class_folders
+from autodistill_metaclip.errors import ArgumentError
+from autodistill_metaclip.inputs import sources
+from autodistill_metaclip.labeling.layout import class_folders
+from autodistill_metaclip.results import gather
 
 if TYPE_CHECKING:
     from autodistill_metaclip.model import MetaCLIP
@@ -100,16 +102,19 @@ def evaluate(
     """
     candidates = dict(models) if isinstance(models, Mapping) else {"model": models}
     if not candidates:
-        raise ValueError("models: expected at least one model")
+        raise ArgumentError("models", "expected at least one model")
     if not 0 < target_accuracy <= 1:
-        raise ValueError(f"target_accuracy: expected a number in (0, 1], but got {target_accuracy}")
+        raise ArgumentError(
+            "target_accuracy", f"expected a number in (0, 1], but got {target_accuracy}"
+        )
     labelled = _labelled_files(Path(folder))
     for name, model in candidates.items():
         unknown = sorted({f for f in labelled.values() if f not in _folder_names(model.classes)})
         if unknown:
-            raise ValueError(
-                f"folder: class folders {', '.join(map(repr, unknown))} are not classes of "
-                f"{name!r} ({', '.join(model.classes)})"
+            raise ArgumentError(
+                "folder",
+                f"class folders {', '.join(map(repr, unknown))} are not classes of "
+                f"{name!r} ({', '.join(model.classes)})",
             )
     files = sorted(labelled, key=lambda f: f.location)
     embedded: dict[Any, tuple[np.ndarray, dict[str, str]]] = {}
@@ -161,14 +166,14 @@ def _labelled_files(folder: Path) -> dict[sources.SourceFile, str]:
     """``{image: its class folder's name}`` from the class folders of ``folder`` (a link is
     followed only to a file inside ``folder``)."""
     if not folder.is_dir():
-        raise ValueError(f"folder: {str(folder)!r} is not a folder")
+        raise ArgumentError("folder", f"{str(folder)!r} is not a folder")
     truth = {}
     within = os.path.realpath(folder)
     for class_folder in sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()):
         for file in sources.list_images(class_folder, None, recursive=True):
             truth[replace(file, within=within)] = class_folder.name
     if not truth:
-        raise ValueError(f"folder: {str(folder)!r} has no class folders with images")
+        raise ArgumentError("folder", f"{str(folder)!r} has no class folders with images")
     return truth
 
 
@@ -180,13 +185,8 @@ def _folder_names(classes: list[str]) -> dict[str, str]:
 
 
 def _embed(model: MetaCLIP, files: list[sources.SourceFile]) -> tuple[np.ndarray, dict[str, str]]:
-    vectors, failed = [], {}
-    for item in model.iter_embeddings(files):
-        if item.vector is None:
-            failed[files[item.index].location] = str(item.error)
-        else:
-            vectors.append(item.vector)
-    return np.array(vectors, np.float32).reshape(-1, model.dim), failed
+    embedded = gather(model.iter_embeddings(files), model.dim)
+    return embedded.vectors, {files[i].location: str(e) for i, e in embedded.failures.items()}
 
 
 def _score(

@@ -12,8 +12,8 @@ import os
 import warnings
 from collections.abc import Generator, Iterable, Sequence
 from contextlib import closing
-from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING, Any, overload
+from dataclasses import replace
+from typing import Any, overload
 
 import numpy as np
 import supervision as sv
@@ -22,29 +22,24 @@ from autodistill.classification import ClassificationBaseModel
 from autodistill.core.embedding_model import EmbeddingModel
 from PIL import Image
 
-from autodistill_metaclip.checkpoints import DEFAULT_CHECKPOINT, resolve
-from autodistill_metaclip.encoder import (
+from autodistill_metaclip.engine.batching import encode_images
+from autodistill_metaclip.engine.checkpoints import DEFAULT_CHECKPOINT, resolve
+from autodistill_metaclip.engine.encoder import (
     DEFAULT_DECODE_MEMORY,
-    PRECISIONS,
     Encoder,
     select_device,
     select_precision,
 )
-from autodistill_metaclip.errors import MetaCLIPWarning
-from autodistill_metaclip.images import ImageInput
-from autodistill_metaclip.pipeline import encode_images
-from autodistill_metaclip.results import Embedding, Prediction
-from autodistill_metaclip.zeroshot import (
-    Ontology,
-    ZeroShotHead,
-    as_ontology,
-    build_head,
-    check_confidence,
-    resolve_templates,
-)
+from autodistill_metaclip.engine.heads import ZeroShotHead, build_head
+from autodistill_metaclip.engine.ontology import Ontology, as_ontology
+from autodistill_metaclip.engine.spec import ModelSpec, resolve_templates
+from autodistill_metaclip.errors import ArgumentError, ArgumentTypeError, MetaCLIPWarning
 
-if TYPE_CHECKING:
-    from autodistill_metaclip.splits import Split
+__all__ = ["KEEP", "MetaCLIP", "ModelSpec"]
+from autodistill_metaclip.inputs.images import ImageInput
+from autodistill_metaclip.labeling import label_folder
+from autodistill_metaclip.labeling.options import check_confidence
+from autodistill_metaclip.results import Embedding, Prediction
 
 
 class _Keep(enum.Enum):
@@ -53,50 +48,6 @@ class _Keep(enum.Enum):
 
 KEEP = _Keep.KEEP
 """``set_ontology(..., prompt_templates=KEEP)``: keep the model's current templates."""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Everything needed to build a :class:`MetaCLIP` again, e.g. in a Ray actor. Picklable.
-
-    ``MetaCLIP.spec`` is read from the model's live state, so it always builds the same model.
-    Paths in it (a weights file, a config JSON, ``cache_dir``) must exist where it is built.
-    The fields are the constructor's arguments (but ``device``, chosen where it is built).
-    """
-
-    ontology: Any = None
-    checkpoint: str = DEFAULT_CHECKPOINT
-    weights: str | None = None
-    precision: str | None = None
-    batch_size: int = 32
-    cache_dir: str | None = None
-    prompt_templates: tuple[str, ...] | None = None
-    draft_decoding: bool = False
-    decode_memory: int = DEFAULT_DECODE_MEMORY
-
-    def __post_init__(self) -> None:
-        for name in ("batch_size", "decode_memory"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive integer, but got {value!r}")
-        if self.precision is not None and self.precision not in PRECISIONS:
-            raise ValueError(
-                f"precision: expected one of {', '.join(PRECISIONS)}, but got {self.precision!r}"
-            )
-        if not isinstance(self.draft_decoding, bool):
-            raise TypeError(
-                f"draft_decoding: expected True or False, but got {self.draft_decoding!r}"
-            )
-        for name in ("checkpoint", "weights", "cache_dir"):
-            value = getattr(self, name)
-            if value is not None:
-                object.__setattr__(self, name, os.fspath(value))
-        object.__setattr__(self, "prompt_templates", resolve_templates(self.prompt_templates))
-
-    def build(self, device: str | torch.device | None = None) -> MetaCLIP:
-        """The model; ``device=None`` picks the best device of the process that builds it."""
-        options = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "ontology"}
-        return MetaCLIP(self.ontology, device=device, **options)
 
 
 class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
@@ -290,9 +241,10 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
         (for a caller that also stores the file: the bytes classified are the bytes kept).
         """
         if isinstance(inputs, str | bytes | os.PathLike | np.ndarray | Image.Image):
-            raise TypeError(
-                "inputs: expected an iterable of images (a list, tuple or generator), but got "
-                f"a single {type(inputs).__name__}; wrap it in a list, or use predict/embed_image"
+            raise ArgumentTypeError(
+                "inputs",
+                "expected an iterable of images (a list, tuple or generator), but got "
+                f"a single {type(inputs).__name__}; wrap it in a list, or use predict/embed_image",
             )
         return encode_images(self._encoder, inputs, batch_size=self.batch_size, keep_data=keep_data)
 
@@ -324,7 +276,9 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
         head = self._require_head("probabilities()")
         vectors = np.asarray(embeddings, np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise ValueError(f"embeddings: expected shape (N, {self.dim}), but got {vectors.shape}")
+            raise ArgumentError(
+                "embeddings", f"expected shape (N, {self.dim}), but got {vectors.shape}"
+            )
         return head.probabilities(vectors)
 
     @overload
@@ -360,7 +314,7 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
         texts: list[Any] = _as_list(input)
         for text in texts:
             if not isinstance(text, str):
-                raise TypeError(f"text: expected a string, but got {type(text).__name__}")
+                raise ArgumentTypeError("text", f"expected a string, but got {type(text).__name__}")
         embeddings = self._encoder.encode_texts(texts)
         return embeddings if _is_batch(input) else embeddings[0]
 
@@ -369,10 +323,12 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
         """Cosine similarity of two embeddings, each ``(D,)`` or ``(1, D)``, numpy or torch."""
         va, vb = _as_vector(a, "a"), _as_vector(b, "b")
         if va.shape != vb.shape:
-            raise ValueError(f"a, b: expected the same dimension, but got {va.size} and {vb.size}")
+            raise ArgumentError(
+                "a, b", f"expected the same dimension, but got {va.size} and {vb.size}"
+            )
         norm = np.linalg.norm(va) * np.linalg.norm(vb)
         if norm == 0:
-            raise ValueError("a, b: expected non-zero vectors, but one is all zeros")
+            raise ArgumentError("a, b", "expected non-zero vectors, but one is all zeros")
         return float(va @ vb / norm)
 
     def label(
@@ -380,49 +336,24 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
         input_folder: str | os.PathLike[str],
         extension: str | Sequence[str] | None = ".jpg",
         output_folder: str | os.PathLike[str] | None = None,
-        *,
-        confidence: float = 0.5,
-        seed: int = 0,
-        split: Split = (0.7, 0.15, 0.15),
-        layout: str = "valid",
-        near_duplicates: float | None = 0.98,
-        recursive: bool = False,
-        follow_links: bool = False,
-        overwrite: bool = False,
-        resume: bool = False,
-        review: bool = True,
-        progress: bool = True,
+        **options: Any,
     ) -> sv.ClassificationDataset:
         """Label a folder (or a filesystem URI) into ``output_folder/{train,valid,test}/<class>/``
-        (every class in every split; ``classes.txt``; ``manifest.csv``).
+        (every class in every split; ``classes.txt``; ``manifest.csv``; ``review.html``).
 
-        See :func:`autodistill_metaclip.labeling.label_folder` for every option.
+        ``options`` are the fields of :class:`~autodistill_metaclip.LabelOptions`
+        (``confidence=0.5``, ``seed``, ``split``, ``layout``, ``near_duplicates``,
+        ``recursive``, ``follow_links``, ``overwrite``, ``resume``, ``review``, ``progress``);
+        see :func:`autodistill_metaclip.labeling.label_folder`.
         """
-        from autodistill_metaclip.labeling import label_folder
-
-        return label_folder(
-            self,
-            input_folder,
-            extension,
-            output_folder,
-            confidence=confidence,
-            seed=seed,
-            split=split,
-            layout=layout,
-            near_duplicates=near_duplicates,
-            recursive=recursive,
-            follow_links=follow_links,
-            overwrite=overwrite,
-            resume=resume,
-            review=review,
-            progress=progress,
-        )
+        return label_folder(self, input_folder, extension, output_folder, **options)
 
     def _require_head(self, caller: str) -> ZeroShotHead:
         if self._head is None:
-            raise ValueError(
-                f"ontology: {caller} needs one, but this model has ontology=None (embedding "
-                "only); pass it to MetaCLIP(...) or call set_ontology(...)"
+            raise ArgumentError(
+                "ontology",
+                f"{caller} needs one, but this model has ontology=None (embedding "
+                "only); pass it to MetaCLIP(...) or call set_ontology(...)",
             )
         return self._head
 
@@ -451,8 +382,11 @@ def _strict(stream: Generator[Any, None, None], given: Any) -> list[Any]:
             if result.error is not None:
                 if not _is_batch(given):
                     raise result.error
-                error = result.error
-                raise type(error)(f"input[{result.index}]: {error}") from error
+                error, where = result.error, f"input[{result.index}]"
+                if isinstance(error, ArgumentError):
+                    message = f"{where}: {error.message}"
+                    raise type(error)(error.argument, message, **error.fixes) from error
+                raise type(error)(f"{where}: {error}") from error
             results.append(result)
     return results
 

@@ -20,12 +20,13 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from autodistill_metaclip.errors import ImageLoadError
-from autodistill_metaclip.files import atomic_write
-from autodistill_metaclip.images import load_image
+from autodistill_metaclip.inputs.files import atomic_write
+from autodistill_metaclip.inputs.images import load_image
 
 if TYPE_CHECKING:
     from autodistill_metaclip.evaluation import Evaluation
-    from autodistill_metaclip.index import Clustering, Hit
+    from autodistill_metaclip.index.core import Clustering, Hit
+    from autodistill_metaclip.results import Prediction
 
 _TILE_PIXELS = 256
 
@@ -83,6 +84,16 @@ def image_grid(
     if title:
         figure.suptitle(title)
     return figure
+
+
+def predictions_picture(predictions: Sequence[Prediction]) -> Picture:
+    """One prediction's probability bars beside its image, or a grid of several images with
+    their best class (``-`` for an image that could not be read)."""
+    if len(predictions) == 1 and predictions[0].error is None:
+        p = predictions[0]
+        ranked = sv.Classifications(class_id=p.class_ids, confidence=p.probabilities)
+        return probability_chart(p.source, ranked, p.classes)
+    return image_grid([(p.source, p.best[0] if p.error is None else "-") for p in predictions])
 
 
 def labelled_grid(

@@ -6,12 +6,29 @@ These types (and the :class:`Classifier` protocol) are all that the layers above
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import supervision as sv
+
+
+class Status(str, enum.Enum):
+    """What became of one input: the manifest's ``status`` column and Ray's shards."""
+
+    LABELED = "labeled"
+    """The best class reached the confidence threshold."""
+    UNLABELED = "unlabeled"
+    """Read and scored, but no class reached the threshold."""
+    FAILED = "failed"
+    """Could not be read; the row's ``error`` says why."""
+    EMBEDDED = "embedded"
+    """Read and embedded (embedding runs, which classify nothing)."""
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True)
@@ -80,12 +97,36 @@ class Prediction:
         ids, probabilities = self.class_ids[:n], self.probabilities[:n]
         return [(self.classes[int(i)], float(p)) for i, p in zip(ids, probabilities, strict=True)]
 
-    @property
-    def status(self) -> str:
-        """``"labeled"`` (best class at or above ``threshold``), ``"unlabeled"`` or ``"failed"``."""
+    def to_dict(self, top: int = 3) -> dict[str, Any]:
+        """As JSON data: ``image``, ``status``, the ``top`` best classes (each with its
+        ``confidence`` and whether it ``passed`` the threshold), the ones that passed
+        (``predictions``) and the ``threshold``; or the ``error``."""
         if self.error is not None:
-            return "failed"
-        return "labeled" if float(self.probabilities[0]) >= self.threshold else "unlabeled"
+            return {
+                "image": str(self.source),
+                "status": str(Status.FAILED),
+                "error": str(self.error),
+            }
+        passed = len(self.classifications)
+        ranked = [
+            {"class": name, "confidence": probability, "passed": rank < passed}
+            for rank, (name, probability) in enumerate(self.top(top))
+        ]
+        return {
+            "image": str(self.source),
+            "status": str(self.status),
+            "predictions": [r for r in ranked if r["passed"]],
+            "top": ranked,
+            "threshold": self.threshold,
+        }
+
+    @property
+    def status(self) -> Status:
+        """``LABELED`` (best class at or above ``threshold``), ``UNLABELED`` or ``FAILED``."""
+        if self.error is not None:
+            return Status.FAILED
+        labeled = float(self.probabilities[0]) >= self.threshold
+        return Status.LABELED if labeled else Status.UNLABELED
 
 
 class Classifier(Protocol):
@@ -100,3 +141,32 @@ class Classifier(Protocol):
     def iter_predictions(
         self, inputs: Iterable[Any], confidence: float = 0.5, *, keep_data: bool = False
     ) -> Generator[Prediction, None, None]: ...
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """A whole embedding stream, split into what was read and what failed.
+
+    Attributes:
+        indices: The stream positions of the readable inputs, in order.
+        vectors: Their embeddings, ``(len(indices), D)`` float32.
+        failures: ``{stream position: error}`` of the inputs that could not be read.
+    """
+
+    indices: list[int]
+    vectors: np.ndarray
+    failures: dict[int, Exception]
+
+
+def gather(embeddings: Iterable[Embedding], dim: int) -> Gathered:
+    """Collect an embedding stream (e.g. ``model.iter_embeddings(...)``) into arrays."""
+    indices: list[int] = []
+    vectors: list[np.ndarray] = []
+    failures: dict[int, Exception] = {}
+    for item in embeddings:
+        if item.vector is None:
+            failures[item.index] = item.error or ValueError("no embedding")
+        else:
+            indices.append(item.index)
+            vectors.append(item.vector)
+    return Gathered(indices, np.array(vectors, np.float32).reshape(len(vectors), dim), failures)

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from autodistill_metaclip.errors import ArgumentError
+
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (215, 35, 35),
     "green": (35, 165, 55),
@@ -71,9 +73,9 @@ def make_image(
         An RGB image.
     """
     if colour not in COLOURS:
-        raise ValueError(f"colour: expected one of {sorted(COLOURS)}, but got {colour!r}")
+        raise ArgumentError("colour", f"expected one of {sorted(COLOURS)}, but got {colour!r}")
     if shape not in SHAPES:
-        raise ValueError(f"shape: expected one of {list(SHAPES)}, but got {shape!r}")
+        raise ArgumentError("shape", f"expected one of {list(SHAPES)}, but got {shape!r}")
     rng = np.random.default_rng(seed)
     width, height = (size, size) if isinstance(size, int) else size
 

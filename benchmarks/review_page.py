@@ -20,7 +20,7 @@ from autodistill.detection import CaptionOntology
 from playwright.sync_api import sync_playwright
 
 from autodistill_metaclip import MetaCLIP, synthetic
-from autodistill_metaclip.review import write_review
+from autodistill_metaclip.labeling.review import write_review
 
 RESULTS = Path(__file__).parent / "results" / "review_page.md"
 

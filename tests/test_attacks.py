@@ -25,8 +25,8 @@ from PIL import Image
 
 from autodistill_metaclip import EmbeddingIndex, ImageLoadError, MetaCLIP, synthetic
 from autodistill_metaclip.cli import main
-from autodistill_metaclip.manifest import read_manifest
-from autodistill_metaclip.sources import unescape_key
+from autodistill_metaclip.inputs.sources import unescape_key
+from autodistill_metaclip.labeling.manifest import read_manifest
 
 ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
 NOBODY = 65534
@@ -467,7 +467,7 @@ def test_nan_never_reaches_json_output(tmp_path: Path) -> None:
     printed is still strict JSON, with null where a number cannot be written."""
     from safetensors.torch import load_file, save_file
 
-    from autodistill_metaclip.checkpoints import resolve
+    from autodistill_metaclip.engine.checkpoints import resolve
 
     state = load_file(str(resolve("demo").weights_file))
     state["visual.proj"] = state["visual.proj"] * float("nan")

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from autodistill_metaclip import MetaCLIP, synthetic
 from autodistill_metaclip.cli import main
-from autodistill_metaclip.corrections import FORMAT
-from autodistill_metaclip.manifest import read_manifest
+from autodistill_metaclip.labeling.corrections import FORMAT
+from autodistill_metaclip.labeling.manifest import read_manifest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if os.environ.get("METACLIP_REQUIRE_BROWSER") and CHROMIUM is None:  # CI: never skipped

@@ -9,7 +9,7 @@ import open_clip
 import pytest
 import torch
 
-from autodistill_metaclip.checkpoints import (
+from autodistill_metaclip.engine.checkpoints import (
     CHECKPOINTS,
     get_checkpoint,
     list_checkpoints,
@@ -132,7 +132,7 @@ def test_worldwide_tokenizer_names_the_extra() -> None:
     """MetaCLIP 2's tokenizer comes from transformers, an optional extra."""
     import importlib.util
 
-    from autodistill_metaclip.encoder import _tokenizer
+    from autodistill_metaclip.engine.encoder import _tokenizer
 
     if importlib.util.find_spec("transformers") is not None:
         pytest.skip("transformers is installed: the tokenizer would be fetched instead")

@@ -17,7 +17,7 @@ from PIL import Image
 from torchvision.datasets import ImageFolder
 
 from autodistill_metaclip import MetaCLIP, synthetic
-from autodistill_metaclip.labeling import STATE
+from autodistill_metaclip.labeling.state import STATE
 
 ONTOLOGY = {
     "a photo of a red circle": "red circle",

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from autodistill_metaclip import EmbeddingIndex, MetaCLIP, synthetic
 from autodistill_metaclip.cli import main
-from autodistill_metaclip.dedup import move_duplicates, plan
+from autodistill_metaclip.index.dedup import move_duplicates, plan
 
 
 @pytest.fixture
@@ -140,7 +140,7 @@ def test_links_the_kept_file_and_strange_keys_never_lose_an_image(demo_model, tm
 
 
 def plan_group(keep: str, move: str):
-    from autodistill_metaclip.dedup import DuplicateGroup
+    from autodistill_metaclip.index.dedup import DuplicateGroup
 
     return DuplicateGroup(keep, [move])
 

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from autodistill_metaclip import MetaCLIP, synthetic
-from autodistill_metaclip.encoder import make_preprocessor, select_precision
+from autodistill_metaclip.engine.encoder import make_preprocessor, select_precision
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,8 @@ import pytest
 import supervision as sv
 from PIL import Image
 
-from autodistill_metaclip import ImageLoadError, MetaCLIP, synthetic, urls
+from autodistill_metaclip import ImageLoadError, MetaCLIP, synthetic
+from autodistill_metaclip.inputs import urls
 
 pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from autodistill_metaclip.errors import ImageLoadError
-from autodistill_metaclip.images import load_image
+from autodistill_metaclip.inputs.images import load_image
 from tests.conftest import solid
 
 
@@ -126,7 +126,7 @@ def test_eps_named_jpg_never_starts_ghostscript(tmp_path: Path, fake_ghostscript
         with pytest.raises(ImageLoadError, match="not an image file"):
             load_image(source)
     assert not canary.exists()
-    from autodistill_metaclip.sources import normalise_extensions
+    from autodistill_metaclip.inputs.sources import normalise_extensions
 
     assert ".eps" not in normalise_extensions(None) and ".jpg" in normalise_extensions(None)
 
@@ -134,7 +134,7 @@ def test_eps_named_jpg_never_starts_ghostscript(tmp_path: Path, fake_ghostscript
 PATCHED = """
 import sys
 import ultralytics.utils.patches  # replaces PIL.Image.open with one that may run pip
-from autodistill_metaclip.images import load_image
+from autodistill_metaclip.inputs.images import load_image
 events = []  # watched from here on: importing torch runs ldconfig by itself
 sys.addaudithook(lambda event, args: events.append(event) if event in (
     "subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.fork") else None)

@@ -12,8 +12,8 @@ import pytest
 import supervision as sv
 
 from autodistill_metaclip import MetaCLIP, synthetic
-from autodistill_metaclip.labeling import class_folders, file_names, safe_name
-from autodistill_metaclip.manifest import COLUMNS, MANIFEST
+from autodistill_metaclip.labeling.layout import class_folders, file_names, safe_name
+from autodistill_metaclip.labeling.manifest import COLUMNS, MANIFEST
 
 GOOD = {
     "red_circle.jpg": ("red", "circle", "JPEG"),

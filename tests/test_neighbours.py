@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autodistill_metaclip import EmbeddingIndex, neighbours
-from autodistill_metaclip.neighbours import Neighbours, kmeans
+from autodistill_metaclip import EmbeddingIndex
+from autodistill_metaclip.index import neighbours
+from autodistill_metaclip.index.neighbours import Neighbours, kmeans
 
 
 def clustered(n: int, d: int = 64, *, seed: int = 0) -> np.ndarray:

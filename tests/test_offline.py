@@ -84,7 +84,7 @@ def test_default_model_without_network_or_cache(tmp_path: Path, variables, cause
     assert done.returncode != 0
     error = done.stderr.strip().splitlines()[-1]
     assert error.startswith("autodistill_metaclip.errors.WeightsUnavailableError: ")
-    assert "checkpoint 'b32-fullcc'" in error
+    assert "checkpoint: 'b32-fullcc'" in error
     assert str(tmp_path / "hf" / "hub") in error  # where the cache is
     assert "weights='path/to/weights.safetensors'" in error
     assert cause in error

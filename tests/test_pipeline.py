@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from autodistill_metaclip import ImageLoadError, MetaCLIP, synthetic
-from autodistill_metaclip.pipeline import prefetch
+from autodistill_metaclip.engine.batching import prefetch
 
 
 def test_stream_yields_one_result_per_input_in_order(demo_model: MetaCLIP, tmp_path: Path) -> None:

@@ -14,10 +14,10 @@ from PIL import Image
 
 from autodistill_metaclip import ExampleOntology, MetaCLIP, synthetic
 from autodistill_metaclip.cli import main
-from autodistill_metaclip.corrections import FORMAT, apply_corrections, correction_report
 from autodistill_metaclip.evaluation import evaluate, report
-from autodistill_metaclip.manifest import read_manifest
-from autodistill_metaclip.review import review_data
+from autodistill_metaclip.labeling.corrections import FORMAT, apply_corrections, correction_report
+from autodistill_metaclip.labeling.manifest import read_manifest
+from autodistill_metaclip.labeling.review import review_data
 
 SPLITS = ("train", "valid", "test")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from autodistill_metaclip import EmbeddingIndex, MetaCLIP, synthetic
-from autodistill_metaclip.manifest import read_manifest
+from autodistill_metaclip.labeling.manifest import read_manifest
 
 ROOT = Path(__file__).parents[1]
 pytest.importorskip("s3fs")

@@ -13,7 +13,7 @@ import pytest
 
 from autodistill_metaclip import EmbeddingIndex, MetaCLIP, synthetic
 from autodistill_metaclip.errors import ImageLoadError
-from autodistill_metaclip.sources import is_uri, join, list_images, read_bytes
+from autodistill_metaclip.inputs.sources import is_uri, join, list_images, read_bytes
 
 
 def keys(files: list) -> list[str]:

@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 from autodistill_metaclip import CheckpointError, MetaCLIP
-from autodistill_metaclip.checkpoints import resolve
-from autodistill_metaclip.weights import _cached, check_file
+from autodistill_metaclip.engine.checkpoints import resolve
+from autodistill_metaclip.engine.weights import _cached, check_file
 
 
 class _Payload:

@@ -1,5 +1,5 @@
 """``python -m autodistill_metaclip.demo [FOLDER]``: the offline demo (see ``demo --help``)."""
 
-from autodistill_metaclip.cli import demo
+from autodistill_metaclip.demo.tour import demo
 
 demo(prog_name="python -m autodistill_metaclip.demo")

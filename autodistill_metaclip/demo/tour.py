@@ -11,14 +11,32 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from autodistill.detection import CaptionOntology
 
-from autodistill_metaclip import MetaCLIP, synthetic
-from autodistill_metaclip.evaluation import evaluate, report
+
+@click.command()
+@click.argument("folder", default="metaclip-demo", type=click.Path(file_okay=False))
+def demo(folder: str) -> None:  # prose output: no --json
+    """Run the offline demo (predictions, embeddings, label()) on the bundled model in FOLDER
+    (default: ./metaclip-demo). Running it again replaces what it wrote there.
+
+    \b
+    Example:
+      autodistill-metaclip demo
+    """
+    try:
+        run(Path(folder))
+    except OSError as e:
+        raise click.ClickException(f"FOLDER: {e.strerror or e} ({e.filename or folder})") from e
 
 
 def run(workdir: Path) -> None:
     """Run every step of the demo inside ``workdir``."""
+    from autodistill.detection import CaptionOntology
+
+    from autodistill_metaclip import synthetic
+    from autodistill_metaclip.evaluation import evaluate, report
+    from autodistill_metaclip.model import MetaCLIP
+
     images = synthetic.write_folder(workdir / "images", 60, suffix=".jpg", seed=42)
     ontology = CaptionOntology(synthetic.caption_ontology())
     model = MetaCLIP(ontology, checkpoint="demo")

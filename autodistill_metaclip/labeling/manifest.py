@@ -1,10 +1,10 @@
 """The manifest: one row per input file, UTF-8 CSV that programs and spreadsheets both read.
 
 Columns (:data:`COLUMNS`): ``image`` (the key: the path relative to the input folder, a name
-that is not valid UTF-8 escaped by :func:`autodistill_metaclip.sources.escape_key`),
+that is not valid UTF-8 escaped by :func:`autodistill_metaclip.inputs.sources.escape_key`),
 ``status`` (:data:`STATUSES`), ``class``, ``confidence``, ``split``, ``error``, ``stamp``
 (size and modification time), ``top`` (the model's top 3, JSON ``[[class, p], ...]``) and
-``decided`` (:data:`DECISIONS`: empty, ``human`` or ``excluded``).
+``decided`` (:class:`Decision`: empty, ``human`` or ``excluded``).
 
 A cell a spreadsheet would evaluate as a formula (starting with ``= + - @``, tab or carriage
 return), or starting with ``'``, is written with a leading ``'``; :func:`read_manifest` removes
@@ -14,35 +14,71 @@ it again, so the rows read back are the rows written.
 from __future__ import annotations
 
 import csv
+import enum
 import io
 import json
 import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-from autodistill_metaclip.files import atomic_write, read_file
+from autodistill_metaclip.inputs.files import append_csv, atomic_write, read_file
+from autodistill_metaclip.results import Prediction, Status
 
 MANIFEST = "manifest.csv"
 COLUMNS = ("image", "status", "class", "confidence", "split", "error", "stamp", "top", "decided")
-STATUSES = ("labeled", "unlabeled", "failed")
-DECISIONS = ("", "human", "excluded")
-"""``decided``: the model's class; a human's class (``apply_corrections``); left out by one."""
+STATUSES = (Status.LABELED, Status.UNLABELED, Status.FAILED)
+"""The statuses a manifest row can have."""
+TOP = 3
+"""How many of the model's most probable classes the ``top`` column keeps."""
 MAX_MANIFEST_BYTES = 1 << 30
 """Largest manifest read back (about ten million rows)."""
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
 
 
+class Decision(str, enum.Enum):
+    """The manifest's ``decided`` column: who decided the row's class."""
+
+    MODEL = ""
+    """The model's class."""
+    HUMAN = "human"
+    """A human's class (``apply_corrections``)."""
+    EXCLUDED = "excluded"
+    """Left out of the dataset by a human; the row stays."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def new_row(key: str, stamp: str, **cells: Any) -> dict[str, str]:
+    """A manifest row of one input: its key and stamp, and the cells a result decided
+    (``status``, ``class``, ``confidence``, ``error``, ``top``; the others start empty)."""
+    row = dict.fromkeys(COLUMNS, "")
+    row.update({name: str(value) for name, value in cells.items()}, image=key, stamp=stamp)
+    return row
+
+
+def prediction_cells(prediction: Prediction) -> dict[str, str]:
+    """The cells a prediction decides: status, class, confidence, error and the top classes
+    (``label()`` and Ray's workers both write them)."""
+    if prediction.error is not None:
+        return {"status": str(Status.FAILED), "class": "", "confidence": "", "top": "",
+                "error": str(prediction.error)}  # fmt: skip
+    name, probability = prediction.best
+    top = [[c, round(p, 6)] for c, p in prediction.top(TOP)]
+    return {
+        "status": str(prediction.status),
+        "class": name,
+        "confidence": f"{probability:.6f}",
+        "top": json.dumps(top),
+        "error": "",
+    }
+
+
 def append_rows(path: Path, rows: Iterable[dict[str, str]]) -> None:
     """Append rows (never through a link); a row torn by a crash is ended, not merged."""
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-    with open(os.open(path, flags, 0o666), "a", encoding="utf-8", newline="") as f:
-        writer = csv.DictWriter(f, COLUMNS)
-        if f.tell() == 0:
-            writer.writeheader()
-        elif _ends_without_newline(path):
-            f.write("\r\n")  # the torn row is invalid on reading: it is redone
-        writer.writerows(map(_neutralised, rows))
+    append_csv(path, COLUMNS, [[cell[c] for c in COLUMNS] for cell in map(_neutralised, rows)])
 
 
 def write_rows(path: Path, rows: Iterable[dict[str, str]]) -> None:
@@ -53,17 +89,17 @@ def write_rows(path: Path, rows: Iterable[dict[str, str]]) -> None:
         writer.writerows(map(_neutralised, rows))
 
 
-def valid_row(row: dict[str, str], classes: set[str], splits_: set[str]) -> bool:
+def valid_row(row: dict[str, str], classes: set[str], splits: set[str]) -> bool:
     """Whether a manifest row read back is whole and consistent (else it is redone)."""
-    if row["status"] not in STATUSES or not row["stamp"] or row["split"] not in splits_:
+    if row["status"] not in STATUSES or not row["stamp"] or row["split"] not in splits:
         return False
-    if row["decided"] not in DECISIONS or (row["decided"] and row["status"] != "labeled"):
+    if row["decided"] not in set(Decision) or (row["decided"] and row["status"] != Status.LABELED):
         return False
     try:
         top_classes(row)
     except (ValueError, TypeError, IndexError):
         return False
-    if row["status"] == "failed":
+    if row["status"] == Status.FAILED:
         return bool(row["error"])
     try:
         probability = float(row["confidence"])
@@ -107,12 +143,3 @@ def _neutralised(row: dict[str, str]) -> dict[str, str]:
 
 def _restored(cell: str) -> str:
     return cell[1:] if cell.startswith("'") else cell
-
-
-def _ends_without_newline(path: Path) -> bool:
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        if f.tell() == 0:
-            return False
-        f.seek(-1, os.SEEK_END)
-        return f.read(1) != b"\n"

@@ -21,17 +21,17 @@ import torch.nn.functional as F
 from open_clip.transform import PreprocessCfg, image_transform_v2, merge_preprocess_dict
 from PIL import Image
 
-from autodistill_metaclip import weights
-from autodistill_metaclip.checkpoints import Resolved
-from autodistill_metaclip.errors import CheckpointError, WeightsUnavailableError
-from autodistill_metaclip.images import (
+from autodistill_metaclip.engine import weights
+from autodistill_metaclip.engine.checkpoints import Resolved
+from autodistill_metaclip.engine.spec import PRECISIONS
+from autodistill_metaclip.errors import ArgumentError, CheckpointError, WeightsUnavailableError
+from autodistill_metaclip.inputs.images import (
     DEFAULT_DECODE_MEMORY,
     DecodeBudget,
     ImageInput,
     read_image,
 )
 
-PRECISIONS = ("fp32", "fp16", "bf16")
 _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 _MAX_ASPECT = 16.0
 logger = logging.getLogger(__name__)
@@ -48,13 +48,13 @@ def select_device(device: str | torch.device | None) -> torch.device:
     try:
         chosen = torch.device(device)
     except (RuntimeError, TypeError) as e:
-        raise ValueError(
-            f"device: expected 'cpu', 'cuda', 'cuda:N' or 'mps', but got {device!r}"
+        raise ArgumentError(
+            "device", f"expected 'cpu', 'cuda', 'cuda:N' or 'mps', but got {device!r}"
         ) from e
     if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {device!r} was asked for, but torch sees no CUDA device")
+        raise ArgumentError("device", f"{device!r} was asked for, but torch sees no CUDA device")
     if chosen.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device: {device!r} was asked for, but MPS is not available")
+        raise ArgumentError("device", f"{device!r} was asked for, but MPS is not available")
     return chosen
 
 
@@ -63,8 +63,8 @@ def select_precision(precision: str | None, device: torch.device) -> str:
     if precision is None:
         return "fp16" if device.type == "cuda" else "fp32"
     if precision not in PRECISIONS:
-        raise ValueError(
-            f"precision: expected one of {', '.join(PRECISIONS)}, but got {precision!r}"
+        raise ArgumentError(
+            "precision", f"expected one of {', '.join(PRECISIONS)}, but got {precision!r}"
         )
     return precision
 
@@ -123,7 +123,7 @@ class Encoder:
     """A loaded open_clip model in ``eval()`` mode.
 
     Args:
-        resolved: What to build (see :func:`autodistill_metaclip.checkpoints.resolve`).
+        resolved: What to build (see :func:`autodistill_metaclip.engine.checkpoints.resolve`).
         device: Where the model, pixels and tokens live.
         precision: ``fp32``; or ``fp16``/``bf16``: autocast around fp32 weights on CUDA and MPS,
             low-precision weights (LayerNorm kept in fp32) on CPU, where autocast measured slower.
@@ -165,8 +165,9 @@ class Encoder:
             )
         except Exception as e:
             raise CheckpointError(
-                f"weights: {str(weights_file)!r} does not fit architecture "
-                f"{resolved.architecture!r}: {weights.first_lines(e)}"
+                "weights",
+                f"{str(weights_file)!r} does not fit architecture "
+                f"{resolved.architecture!r}: {weights.first_lines(e)}",
             ) from e
         self.model = model.eval()
         self.preprocessor = make_preprocessor(
@@ -225,8 +226,9 @@ def _tokenizer(resolved: Resolved, cache_dir: str | None) -> Any:
         ) from e
     except Exception as e:
         raise WeightsUnavailableError(
-            f"checkpoint {resolved.name!r}: tokenizer {hf_name!r} is not cached and could not "
-            f"be downloaded ({weights.first_lines(e, 1)})"
+            "checkpoint",
+            f"{resolved.name!r}: tokenizer {hf_name!r} is not cached and could not be "
+            f"downloaded ({weights.first_lines(e, 1)})",
         ) from e
 
 

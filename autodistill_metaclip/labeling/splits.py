@@ -12,42 +12,11 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
-from typing import Any, TypeAlias
 
 import numpy as np
 
-from autodistill_metaclip.neighbours import Neighbours
-
-Split: TypeAlias = tuple[float, float, float]
-
-
-def check_split(split: Any) -> Split:
-    """Three finite, non-negative fractions (train, valid, test) that sum to 1."""
-    try:
-        values = tuple(float(v) for v in split)
-    except (TypeError, ValueError):
-        values = ()
-    if (
-        len(values) != 3
-        or not all(np.isfinite(values))
-        or min(values) < 0
-        or abs(sum(values) - 1) > 1e-6
-    ):
-        raise ValueError(
-            f"split: expected three fractions (train, valid, test) summing to 1, but got {split!r}"
-        )
-    return values[0], values[1], values[2]
-
-
-def check_threshold(threshold: Any) -> float | None:
-    """``None`` (no grouping) or a cosine in (0, 1]."""
-    if threshold is None:
-        return None
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
-        raise TypeError(f"near_duplicates: expected a cosine or None, but got {threshold!r}")
-    if not 0 < float(threshold) <= 1:
-        raise ValueError(f"near_duplicates: expected a cosine in (0, 1], but got {threshold!r}")
-    return float(threshold)
+from autodistill_metaclip.index.neighbours import Neighbours, members_of
+from autodistill_metaclip.labeling.options import Split
 
 
 def near_duplicate_groups(vectors: np.ndarray, threshold: float | None) -> np.ndarray:
@@ -77,10 +46,9 @@ def assign(
         # One generator per class: a class's split does not move when another class changes.
         rng = np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
         members = np.flatnonzero(labels == name)
-        group_of = near_duplicate_groups(vectors[members], threshold)
-        order_by_group = np.argsort(group_of, kind="stable")
-        boundaries = np.flatnonzero(np.diff(group_of[order_by_group])) + 1
-        groups = np.split(members[order_by_group], boundaries)
+        groups = [
+            members[g] for g in members_of(near_duplicate_groups(vectors[members], threshold))
+        ]
         shuffled = rng.permutation(len(groups))
         order = sorted(shuffled, key=lambda g: -len(groups[g]))  # stable: random among equals
         counts = np.zeros(3)

@@ -15,11 +15,9 @@ Example:
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import re
-import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -29,8 +27,8 @@ from urllib.request import url2pathname
 
 from PIL import Image
 
-from autodistill_metaclip.errors import ImageLoadError
-from autodistill_metaclip.files import OPEN_NO_WAIT
+from autodistill_metaclip.errors import ArgumentError, ImageLoadError
+from autodistill_metaclip.inputs.files import UnreadableFile, read_capped
 
 IMAGE_FORMATS = (
     *("AVIF", "BMP", "DIB", "GIF", "ICO", "JPEG", "JPEG2000", "PCX", "PNG", "PPM", "QOI"),
@@ -172,7 +170,7 @@ def normalise_extensions(extensions: Iterable[str] | None) -> frozenset[str]:
     normalised = set()
     for ext in extensions:
         if not isinstance(ext, str) or not ext.strip(". "):
-            raise ValueError(f"extension: expected a suffix such as '.jpg', but got {ext!r}")
+            raise ArgumentError("extension", f"expected a suffix such as '.jpg', but got {ext!r}")
         normalised.add("." + ext.strip().lstrip(".").lower())
     return frozenset(normalised)
 
@@ -202,60 +200,19 @@ def read_bytes(location: str, limit: int = MAX_FILE_BYTES) -> bytes:
 
 
 def read_local(path: str, *, within: str | None = None, limit: int = MAX_FILE_BYTES) -> bytes:
-    """A local regular file's content, read once through one open descriptor.
-
-    A FIFO or device is refused without waiting on it. With ``within`` (a real folder path),
-    the file opened must be inside it: a link that leads out, or a path swapped between
-    opening it and checking it, is refused.
+    """A local regular file's content, read once through one open descriptor (the capped
+    reader of :mod:`autodistill_metaclip.inputs.files`, ``within`` included).
 
     Raises:
         ImageLoadError: Naming the path and the problem.
     """
-    name = repr(path)
     try:
-        descriptor = os.open(path, os.O_RDONLY | OPEN_NO_WAIT)
-    except FileNotFoundError:
-        problem = "broken symlink" if os.path.islink(path) else "file not found"
-        raise ImageLoadError(f"{name}: {problem}") from None
-    except OSError as e:
-        problem = "symlink loop" if e.errno == errno.ELOOP else (e.strerror or str(e))
-        raise ImageLoadError(f"{name}: {problem}") from None
-    info = os.fstat(descriptor)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(descriptor)
-        folder = stat.S_ISDIR(info.st_mode)
-        problem = "is a directory, not an image file" if folder else "not a regular file"
-        raise ImageLoadError(f"{name}: {problem}")
-    with os.fdopen(descriptor, "rb") as file:
-        if within is not None:
-            _check_inside(path, info, within)
-        if info.st_size == 0:
-            raise ImageLoadError(f"{name}: the file is empty (0 bytes)")
-        if info.st_size > limit:
-            raise ImageLoadError(f"{name}: larger than {limit} bytes")
-        try:
-            data = file.read(limit + 1)
-        except OSError as e:
-            raise ImageLoadError(f"{name}: cannot read ({e.strerror or e})") from None
-    if len(data) > limit:
-        raise ImageLoadError(f"{name}: larger than {limit} bytes")
+        data = read_capped(path, limit, within=within)
+    except UnreadableFile as e:
+        raise ImageLoadError(f"{path!r}: {e.problem}") from None
+    if not data:
+        raise ImageLoadError(f"{path!r}: the file is empty (0 bytes)")
     return data
-
-
-def _check_inside(path: str, opened: os.stat_result, within: str) -> None:
-    """Refuse an open file that is not ``path``'s real file inside ``within``."""
-    real = os.path.realpath(path)
-    if os.path.commonpath([real, within]) != within:
-        raise ImageLoadError(
-            f"{path!r}: a symbolic link to a file outside the input folder; not followed "
-            "(follow_links=True, or --follow-links, follows links anywhere)"
-        )
-    try:
-        now = os.stat(real)
-    except OSError:
-        now = None
-    if now is None or (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino):
-        raise ImageLoadError(f"{path!r}: replaced while it was being opened; not read")
 
 
 def _list_local(
@@ -267,7 +224,7 @@ def _list_local(
 ) -> list[SourceFile]:
     if not root.is_dir():
         problem = "does not exist" if not root.exists() else "is not a folder"
-        raise ValueError(f"input_folder: {str(root)!r} {problem}")
+        raise ArgumentError("input_folder", f"{str(root)!r} {problem}")
     skip = os.path.realpath(exclude) if exclude is not None else None
     within = None if follow_links else os.path.realpath(root)
 
@@ -305,12 +262,12 @@ def _list_remote(uri: str, wanted: frozenset[str], recursive: bool) -> list[Sour
     try:
         filesystem, base = url_to_fs(uri)
         if not filesystem.isdir(base):
-            raise ValueError(f"input_folder: {uri!r} is not a folder")
+            raise ArgumentError("input_folder", f"{uri!r} is not a folder")
         listing = filesystem.find(base, maxdepth=None if recursive else 1, detail=True)
     except ImportError as e:
-        raise ValueError(f"input_folder: {uri!r} needs a filesystem package: {e}") from e
+        raise ArgumentError("input_folder", f"{uri!r} needs a filesystem package: {e}") from e
     except OSError as e:
-        raise ValueError(f"input_folder: cannot list {uri!r} ({type(e).__name__}: {e})") from e
+        raise ArgumentError("input_folder", f"cannot list {uri!r} ({type(e).__name__}: {e})") from e
     prefix = base.rstrip("/") + "/"
     found = []
     for path, info in listing.items():

@@ -1,14 +1,14 @@
 """An embedding index of a folder: search by text or image, near-duplicates, clusters.
 
 Built once with the model's streaming API and saved as one ``.npz`` (plain numpy arrays:
-``paths``, ``embeddings``, and above :data:`~autodistill_metaclip.neighbours.EXACT_LIMIT`
+``paths``, ``embeddings``, and above :data:`~autodistill_metaclip.index.neighbours.EXACT_LIMIT`
 images the serialised IVF index as bytes; no pickle), written atomically. The embeddings are
 stored uncompressed, so :meth:`EmbeddingIndex.load` memory-maps them (and checks them once for
 NaN, in chunks): a million images open without a second copy of 2 GB in memory. Search,
 near-duplicates and k-means run on faiss
-(:mod:`autodistill_metaclip.neighbours`). The folder may be local or a
-filesystem URI (:mod:`autodistill_metaclip.sources`). :meth:`EmbeddingIndex.update` embeds only
-files that are new or changed (size or modification time) and drops deleted ones. The index
+(:mod:`autodistill_metaclip.index.neighbours`). The folder may be local or a filesystem URI
+(:mod:`autodistill_metaclip.inputs.sources`). :meth:`EmbeddingIndex.update` embeds only files
+that are new or changed (size or modification time) and drops deleted ones. The index
 records which model made it, including the embedding of a fixed probe text, so embeddings of
 another checkpoint are never mixed in or compared.
 
@@ -19,11 +19,9 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import weakref
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,16 +30,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from autodistill_metaclip import sources
-from autodistill_metaclip.files import atomic_write, open_file
-from autodistill_metaclip.neighbours import Neighbours, kmeans
+from autodistill_metaclip.errors import ArgumentError
+from autodistill_metaclip.index import export
+from autodistill_metaclip.index.neighbours import Neighbours, kmeans, members_of
+from autodistill_metaclip.index.storage import read_index_file, write_index
+from autodistill_metaclip.inputs import sources
+from autodistill_metaclip.results import gather
 
 if TYPE_CHECKING:
     from autodistill_metaclip.model import MetaCLIP
 
-FORMAT = 3  # 3: an optional "ann" member (the IVF index); 2: no "ann"; 1: "stats" for "stamps"
-MAX_INDEX_BYTES = 64 << 30
-"""Largest index file read (32 million ViT-B/32 embeddings)."""
 _PROBE = "autodistill-metaclip index probe: a photo of a red circle"
 logger = logging.getLogger(__name__)
 
@@ -178,19 +176,22 @@ class EmbeddingIndex:
         else:
             index = cls.load(path, model)
             built = index.options
-            differences = [
-                f"{name}={theirs!r} (given: {ours!r})"
-                for name, theirs, ours, same in [
-                    ("input_folder", index.root, root, index.root == root),
-                    ("extensions", built["extensions"], extensions, _same_suffixes(built, options)),
-                    ("recursive", built["recursive"], recursive, built["recursive"] == recursive),
-                ]
-                if not same
-            ]
+            built_with = {}
+            differences = []
+            for name, theirs, ours, same in [
+                ("input_folder", index.root, root, index.root == root),
+                ("extensions", built["extensions"], extensions, _same_suffixes(built, options)),
+                ("recursive", built["recursive"], recursive, built["recursive"] == recursive),
+            ]:
+                if not same:
+                    built_with[name] = theirs
+                    differences.append(f"{{{name}}} (given: {ours!r})")
             if differences:
-                raise ValueError(
-                    f"index: {os.fspath(path)!r} was built with {', '.join(differences)}; give "
-                    "the same folder and options to update it, or another index file"
+                raise ArgumentError(
+                    "index",
+                    f"{os.fspath(path)!r} was built with {', '.join(differences)}; give "
+                    "the same folder and options to update it, or another index file",
+                    **built_with,
                 )
             counts = index.update(model, progress=progress)
         index.save(path)
@@ -214,18 +215,13 @@ class EmbeddingIndex:
         ]
         todo = [f for f in listed if known.get(f.key) != f.stamp]
         counts = {"added": 0, "changed": 0, "removed": sum(k not in current for k in known)}
-        new_keys, new_vectors, failed = [], [], {}
-        bar = tqdm(total=len(todo), desc="Indexing", unit="img", disable=not progress)
-        for item in model.iter_embeddings(f.location for f in todo):
-            key = todo[item.index].key
-            if item.vector is None:
-                failed[key] = str(item.error)
-            else:
-                counts["changed" if key in known else "added"] += 1
-                new_keys.append(key)
-                new_vectors.append(item.vector)
-            bar.update()
-        bar.close()
+        stream = model.iter_embeddings(f.location for f in todo)
+        bar = tqdm(stream, total=len(todo), desc="Indexing", unit="img", disable=not progress)
+        embedded = gather(bar, model.dim)
+        new_keys = [todo[i].key for i in embedded.indices]
+        failed = {todo[i].key: str(error) for i, error in embedded.failures.items()}
+        counts["changed"] = sum(key in known for key in new_keys)
+        counts["added"] = len(new_keys) - counts["changed"]
         counts["failed"] = len(failed)
         self.failed = failed
         if not todo and not counts["removed"]:  # nothing to change: keep the (mapped) arrays
@@ -234,35 +230,14 @@ class EmbeddingIndex:
         order = np.argsort(keys, kind="stable")
         self.keys = [keys[i] for i in order]
         self.stamps = [current[key].stamp for key in self.keys]
-        self.embeddings = np.concatenate(
-            [self.embeddings[keep], np.array(new_vectors, np.float32).reshape(-1, model.dim)]
-        )[order]
+        self.embeddings = np.concatenate([self.embeddings[keep], embedded.vectors])[order]
         logger.info("index of %s: %d images (%s)", self.root, len(self), counts)
         return counts
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the index to exactly ``path`` (``.npz`` format), atomically: a failed write
-        leaves an earlier file there as it was. Returns the path."""
-        target = Path(path)
-        ann = self.neighbours.serialised()
-        meta = {
-            "format": FORMAT if ann is not None else 2,  # 2: readable by earlier versions
-            "root": self.root,
-            "model": self.model_info,
-            "failed": self.failed,
-            "options": self.options,
-        }
-        arrays: dict[str, Any] = {
-            "paths": np.array(self.keys, dtype=str),
-            "embeddings": np.asarray(self.embeddings, np.float32),
-            "stamps": np.array(self.stamps, dtype=str),
-            "meta": np.array(json.dumps(meta)),
-        }
-        if ann is not None:
-            arrays["ann"] = ann
-        with atomic_write(target) as file:
-            np.savez(file, **arrays)  # uncompressed: the embeddings can be memory-mapped
-        return target
+        """Write the index to exactly ``path`` (``.npz`` format, :mod:`.storage`), atomically: a
+        failed write leaves an earlier file there as it was. Returns the path."""
+        return write_index(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], model: MetaCLIP | None = None) -> EmbeddingIndex:
@@ -272,44 +247,17 @@ class EmbeddingIndex:
             ValueError: The file is not a regular file, or not a whole, consistent index (each
                 problem named: truncated, wrong types, counts that disagree, NaN vectors...).
         """
-        shown = f"index: {os.fspath(path)!r}"
-        file = open_file(path, MAX_INDEX_BYTES, "index")
-        try:
-            with file, np.load(file, allow_pickle=False) as arrays:
-                meta = json.loads(str(arrays["meta"][()]))
-                if not isinstance(meta, dict):
-                    raise ValueError("its metadata is not a JSON object")
-                if meta.get("format") not in (1, 2, FORMAT):
-                    raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT}")
-                if meta["format"] == 1:
-                    stamps = [f"{size}:{mtime}" for size, mtime in arrays["stats"].tolist()]
-                else:
-                    stamps = [str(s) for s in arrays["stamps"]]
-                keys = [str(k) for k in arrays["paths"]]
-                ann = arrays["ann"] if "ann" in arrays.files else None
-                mapped = _memory_map(file, arrays.zip.getinfo("embeddings.npy"))
-                embeddings = mapped if mapped is not None else arrays["embeddings"]
-        except Exception as e:  # zip, npy, JSON and key errors all mean: not an index
-            raise ValueError(f"{shown} is not a readable embedding index ({e})") from None
-        problem = _inconsistency(meta, keys, embeddings, stamps)
-        if not problem:
-            embeddings = embeddings.astype(np.float32, copy=False)
-            try:  # the saved IVF index, read once and kept for searches
-                neighbours = None if ann is None else Neighbours(embeddings, ann)
-            except ValueError as e:
-                problem = str(e)
-        if problem:
-            raise ValueError(f"{shown} is not a valid embedding index: {problem}")
+        parts = read_index_file(path)
         index = cls(
-            meta["root"],
-            keys,
-            embeddings,
-            stamps,
-            meta["model"],
-            meta.get("failed", {}),
-            meta.get("options"),
+            parts.meta["root"],
+            parts.keys,
+            parts.embeddings,
+            parts.stamps,
+            parts.meta["model"],
+            parts.meta.get("failed", {}),
+            parts.meta.get("options"),
         )
-        index._neighbours = neighbours
+        index._neighbours = parts.neighbours
         if model is not None:
             index.check_model(model)
         return index
@@ -347,12 +295,9 @@ class EmbeddingIndex:
     def duplicate_keys(self, threshold: float = 0.95) -> list[list[str]]:
         """:meth:`duplicates` as keys (paths relative to :attr:`root`)."""
         if not 0.0 < threshold <= 1.0:
-            raise ValueError(f"threshold: expected a cosine in (0, 1], but got {threshold!r}")
-        component = self.neighbours.groups(threshold)
-        groups: dict[int, list[str]] = {}
-        for key, group in zip(self.keys, component, strict=True):
-            groups.setdefault(int(group), []).append(key)
-        found = [sorted(g) for g in groups.values() if len(g) > 1]
+            raise ArgumentError("threshold", f"expected a cosine in (0, 1], but got {threshold!r}")
+        groups = members_of(self.neighbours.groups(threshold))
+        found = [sorted(self.keys[i] for i in g) for g in groups if len(g) > 1]
         return sorted(found, key=lambda g: (-len(g), g[0]))
 
     def clusters(
@@ -368,12 +313,16 @@ class EmbeddingIndex:
         to the centre first. With candidate ``names`` (and ``model``), each cluster is named by
         the candidate whose text embedding is closest to its centre."""
         if not 1 <= k <= len(self):
-            raise ValueError(f"k: expected 1 to {len(self)} (the number of images), but got {k}")
+            raise ArgumentError(
+                "k", f"expected 1 to {len(self)} (the number of images), but got {k}"
+            )
         centres, labels = kmeans(self.embeddings, k, seed=seed)
         name_scores = None
         if names:
             if model is None:
-                raise ValueError("model: naming clusters needs the model that embeds the names")
+                raise ArgumentError(
+                    "model", "naming clusters needs the model that embeds the names"
+                )
             self.check_model(model)
             name_scores = centres @ model.embed_text(list(names)).T
         clusters = []
@@ -400,40 +349,12 @@ class EmbeddingIndex:
 
     def to_parquet(self, path: str | os.PathLike[str]) -> Path:
         """Write ``path``/``embedding`` rows for vector databases (needs ``pyarrow``)."""
-        try:
-            import pyarrow.parquet as pq
-        except ImportError as e:
-            raise ImportError("parquet export needs pyarrow: pip install pyarrow") from e
-        pq.write_table(self._arrow("embedding"), Path(path))
-        return Path(path)
+        return export.to_parquet(self, path)
 
     def to_lancedb(self, uri: str | os.PathLike[str], table: str = "images") -> Any:
-        """Write the index as a LanceDB table (``path``, ``vector``) and return it.
-
-        LanceDB is an embedded vector database: ``uri`` is a local folder or an object-store
-        URI (``s3://bucket/db``); ``overwrite`` semantics: the table is replaced. Search it with
-        ``table.search(vector).metric("dot").limit(k)``, the cosine of these unit vectors
-        (needs ``pip install "autodistill-metaclip[lancedb]"``).
-        """
-        try:
-            import lancedb
-        except ImportError as e:
-            raise ImportError(
-                'LanceDB export needs lancedb: pip install "autodistill-metaclip[lancedb]"'
-            ) from e
-        database = lancedb.connect(os.fspath(uri))
-        return database.create_table(table, self._arrow("vector"), mode="overwrite")
-
-    def _arrow(self, vector_column: str) -> Any:
-        """``path`` and the embeddings as an Arrow table, with which model made them."""
-        import pyarrow as pa
-
-        vectors = pa.FixedSizeListArray.from_arrays(
-            pa.array(np.asarray(self.embeddings).reshape(-1), pa.float32()),
-            self.embeddings.shape[1],
-        )
-        table = pa.table({"path": [str(p) for p in self.paths], vector_column: vectors})
-        return table.replace_schema_metadata({"model": json.dumps(self.model_info)})
+        """Write the index as a LanceDB table (``path``, ``vector``) and return it
+        (see :func:`autodistill_metaclip.index.export.to_lancedb`)."""
+        return export.to_lancedb(self, uri, table)
 
     def check_model(self, model: MetaCLIP) -> None:
         """Refuse a model whose embeddings cannot be compared with this index's."""
@@ -444,10 +365,11 @@ class EmbeddingIndex:
             mine["dim"] == theirs["dim"] and float(np.dot(mine["probe"], theirs["probe"])) > 0.999
         )
         if not same:
-            raise ValueError(
-                f"model: this index was made by checkpoint {mine['checkpoint']!r} "
+            raise ArgumentError(
+                "model",
+                f"this index was made by checkpoint {mine['checkpoint']!r} "
                 f"({mine['architecture']}); its embeddings cannot be compared with those of "
-                f"{theirs['checkpoint']!r} ({theirs['architecture']}). Rebuild the index."
+                f"{theirs['checkpoint']!r} ({theirs['architecture']}). Rebuild the index.",
             )
         self._compatible.add(model)
 
@@ -477,51 +399,10 @@ def _is_text_query(query: Any) -> bool:
     if Path(query).is_file():
         return False
     if Path(query).suffix.lower() in sources.normalise_extensions(None):
-        raise ValueError(
-            f"query: {query!r} looks like an image path, but there is no such file; "
-            "to search for it as text, say so (text=True)"
+        raise ArgumentError(
+            "query",
+            f"{query!r} looks like an image path, but there is no such file; "
+            "to search for it as text, say so ({text})",
+            text=True,
         )
     return True
-
-
-def _inconsistency(
-    meta: dict[str, Any], keys: list[str], embeddings: np.ndarray, stamps: list[str]
-) -> str:
-    """What is wrong with an index read back, or ``""``."""
-    if not isinstance(meta.get("root"), str) or not isinstance(meta.get("model"), dict):
-        return "its metadata lacks a root folder or model"
-    if not isinstance(meta.get("failed", {}), dict):
-        return "its list of failed files is not an object"
-    if not isinstance(meta.get("options") or {}, dict):
-        return "its options are not an object"
-    if embeddings.ndim != 2 or embeddings.dtype.kind != "f":
-        return f"embeddings of shape {embeddings.shape} and type {embeddings.dtype}"
-    if not len(keys) == len(embeddings) == len(stamps):
-        return f"{len(keys)} paths, {len(embeddings)} embeddings and {len(stamps)} stamps"
-    if len(set(keys)) != len(keys):
-        return "a path is listed twice"
-    if not all(
-        np.isfinite(embeddings[s : s + 65536]).all() for s in range(0, len(embeddings), 65536)
-    ):
-        return "some embeddings are not finite (NaN or infinite)"
-    return ""
-
-
-def _memory_map(file: Any, info: zipfile.ZipInfo) -> np.ndarray | None:
-    """A read-only memory map of the uncompressed ``.npy`` member ``info`` of the open ``.npz``
-    ``file`` (``np.savez`` stores them so), or ``None`` if it is compressed."""
-    import struct
-
-    if info.compress_type != zipfile.ZIP_STORED:
-        return None
-    file.seek(info.header_offset)
-    header = file.read(30)
-    name_length, extra_length = struct.unpack("<HH", header[26:30])
-    file.seek(info.header_offset + 30 + name_length + extra_length)
-    version = np.lib.format.read_magic(file)
-    fmt = np.lib.format
-    read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-    shape, fortran, dtype = read_header(file)
-    if dtype.hasobject or fortran or len(shape) != 2:
-        return None
-    return np.memmap(file, dtype=dtype, mode="r", offset=file.tell(), shape=shape)

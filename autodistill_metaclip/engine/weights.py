@@ -23,7 +23,7 @@ from huggingface_hub import constants, try_to_load_from_cache
 from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 from safetensors import safe_open
 
-from autodistill_metaclip.checkpoints import Resolved
+from autodistill_metaclip.engine.checkpoints import Resolved
 from autodistill_metaclip.errors import CheckpointError, WeightsUnavailableError
 
 PROBE_TIMEOUT = 3.0
@@ -56,13 +56,15 @@ def check_file(path: Path) -> None:
         torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
     except pickle.UnpicklingError as e:
         raise CheckpointError(
-            f"weights: refused {str(path)!r}: it holds pickled objects that would run code when "
-            f"loaded, not plain tensors ({first_lines(e, 1)})"
+            "weights",
+            f"refused {str(path)!r}: it holds pickled objects that would run code when "
+            f"loaded, not plain tensors ({first_lines(e, 1)})",
         ) from e
     except Exception as e:
         raise CheckpointError(
-            f"weights: cannot read {str(path)!r}, the file is corrupt or of another format "
-            f"({first_lines(e, 1)})"
+            "weights",
+            f"cannot read {str(path)!r}, the file is corrupt or of another format "
+            f"({first_lines(e, 1)})",
         ) from e
 
 
@@ -109,9 +111,11 @@ def _download(resolved: Resolved, config: dict[str, Any], cache_dir: str | None)
             problem = first_lines(e, 1)
     cache = cache_dir or constants.HF_HUB_CACHE
     raise WeightsUnavailableError(
-        f"checkpoint {resolved.name!r} ({resolved.architecture}, {resolved.tag}): weights are "
-        f"not in the cache ({cache}) and could not be downloaded ({problem}). Connect to the "
-        "internet once, or download them elsewhere and pass weights='path/to/weights.safetensors'."
+        "checkpoint",
+        f"{resolved.name!r} ({resolved.architecture}, {resolved.tag}): weights are not in the "
+        f"cache ({cache}) and could not be downloaded ({problem}). Connect to the internet "
+        "once, or download them elsewhere and pass {weights}.",
+        weights="path/to/weights.safetensors",
     )
 
 

@@ -19,13 +19,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from autodistill_metaclip.errors import CheckpointError
+from autodistill_metaclip.errors import ArgumentTypeError, CheckpointError
 
 DEFAULT_CHECKPOINT = "b32-fullcc"
 WEIGHTS_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 MAX_CONFIG_BYTES = 1024 * 1024
 """Largest model-config JSON read."""
-_DEMO_DIR = Path(__file__).parent / "demo"
+_DEMO_DIR = Path(__file__).parents[1] / "demo"
 _NC = "CC-BY-NC-4.0"
 
 
@@ -100,7 +100,7 @@ def get_checkpoint(name: str) -> Checkpoint:
         if checkpoint.name == name.lower():
             return checkpoint
     names = [c.name for c in CHECKPOINTS]
-    raise CheckpointError(f"checkpoint: unknown name {name!r}. {_suggest(name, names)}")
+    raise CheckpointError("checkpoint", f"unknown name {name!r}. {_suggest(name, names)}")
 
 
 def markdown_table() -> str:
@@ -137,8 +137,8 @@ def resolve(
     import open_clip
 
     if not isinstance(checkpoint, str | os.PathLike):
-        raise TypeError(
-            f"checkpoint: expected a name or a path, but got {type(checkpoint).__name__}"
+        raise ArgumentTypeError(
+            "checkpoint", f"expected a name or a path, but got {type(checkpoint).__name__}"
         )
     text = os.fspath(checkpoint)
     entry = next((c for c in CHECKPOINTS if c.name == text.lower()), None)
@@ -157,15 +157,18 @@ def resolve(
     else:
         choices = [c.name for c in CHECKPOINTS] + open_clip.list_models()
         raise CheckpointError(
-            f"checkpoint: {text!r} is neither a MetaCLIP checkpoint name, an open_clip "
-            f"architecture, nor a model-config .json file. {_suggest(text, choices)}"
+            "checkpoint",
+            f"{text!r} is neither a MetaCLIP checkpoint name, an open_clip "
+            f"architecture, nor a model-config .json file. {_suggest(text, choices)}",
         )
 
     source = default if weights is None else weights
     if source is None:
         raise CheckpointError(
-            f"weights: {name!r} is not in the checkpoint table, so pass weights= "
-            "(an open_clip pretrained tag or a local weights file)"
+            "weights",
+            f"{name!r} is not in the checkpoint table, so pass {{weights}} "
+            "(an open_clip pretrained tag or a local weights file)",
+            weights=...,
         )
     if not isinstance(source, str) or _looks_like_path(source):
         return Resolved(name, architecture, weights_file=_weights_file(Path(source)))
@@ -186,10 +189,10 @@ def _looks_like_path(value: str) -> bool:
 def _weights_file(path: Path) -> Path:
     if not path.is_file():
         problem = "is a directory" if path.is_dir() else "does not exist"
-        raise CheckpointError(f"weights: {str(path)!r} {problem}")
+        raise CheckpointError("weights", f"{str(path)!r} {problem}")
     if path.suffix.lower() not in WEIGHTS_SUFFIXES:
         raise CheckpointError(
-            f"weights: expected a {'/'.join(WEIGHTS_SUFFIXES)} file, but got {str(path)!r}"
+            "weights", f"expected a {'/'.join(WEIGHTS_SUFFIXES)} file, but got {str(path)!r}"
         )
     return path
 
@@ -198,23 +201,24 @@ def _register_config(path: Path) -> str:
     """Add a model-config JSON to open_clip's registry; its file stem becomes the name."""
     import open_clip
 
-    from autodistill_metaclip.files import read_file
+    from autodistill_metaclip.inputs.files import read_file
 
     try:
         config = json.loads(read_file(path, MAX_CONFIG_BYTES, "checkpoint"))
     except ValueError as e:  # not a regular file, too large, not UTF-8 JSON
-        raise CheckpointError(f"checkpoint: cannot read model config {str(path)!r}: {e}") from e
+        raise CheckpointError("checkpoint", f"cannot read model config {str(path)!r}: {e}") from e
     required = ("embed_dim", "vision_cfg", "text_cfg")
     if not isinstance(config, dict) or not all(key in config for key in required):
         raise CheckpointError(
-            f"checkpoint: {str(path)!r} is not an open_clip model config "
-            f"(expected the keys {', '.join(required)})"
+            "checkpoint",
+            f"{str(path)!r} is not an open_clip model config "
+            f"(expected the keys {', '.join(required)})",
         )
     existing = open_clip.get_model_config(path.stem)
     if existing is not None and existing != config:
         raise CheckpointError(
-            f"checkpoint: {str(path)!r} would replace open_clip's own {path.stem!r} config; "
-            "rename the file"
+            "checkpoint",
+            f"{str(path)!r} would replace open_clip's own {path.stem!r} config; rename the file",
         )
     if existing is None:
         open_clip.add_model_config(path)
@@ -243,13 +247,15 @@ def _check_tag(architecture: str, tag: str) -> None:
     if tag.lower().replace("-", "_") not in tags:
         if sibling and open_clip.is_pretrained_cfg(sibling, tag):
             raise CheckpointError(
-                f"weights: {tag!r} was trained with a different GELU than {architecture!r}; "
-                f"use checkpoint={sibling!r}"
+                "weights",
+                f"{tag!r} was trained with a different GELU than {architecture!r}; "
+                f"use checkpoint={sibling!r}",
             )
         listed = ", ".join(tags) if tags else "none"
         raise CheckpointError(
-            f"weights: {tag!r} is not a pretrained tag of {architecture!r} "
-            f"(its tags: {listed}) nor an existing file"
+            "weights",
+            f"{tag!r} is not a pretrained tag of {architecture!r} "
+            f"(its tags: {listed}) nor an existing file",
         )
     model_quick_gelu = bool(open_clip.get_model_config(architecture).get("quick_gelu", False))
     tag_quick_gelu = bool(open_clip.get_pretrained_cfg(architecture, tag).get("quick_gelu", False))
@@ -257,7 +263,8 @@ def _check_tag(architecture: str, tag: str) -> None:
         trained = "with" if tag_quick_gelu else "without"
         fix = f"use checkpoint={sibling!r}" if sibling else "no matching architecture exists"
         raise CheckpointError(
-            f"weights: {tag!r} was trained {trained} QuickGELU but {architecture!r} "
+            "weights",
+            f"{tag!r} was trained {trained} QuickGELU but {architecture!r} "
             f"{'uses' if model_quick_gelu else 'does not use'} it, which gives wrong "
-            f"embeddings; {fix}"
+            f"embeddings; {fix}",
         )

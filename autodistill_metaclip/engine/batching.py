@@ -16,7 +16,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import torch
 
-from autodistill_metaclip.encoder import Encoder
+from autodistill_metaclip.engine.encoder import Encoder
 from autodistill_metaclip.errors import ImageLoadError
 from autodistill_metaclip.results import Embedding
 

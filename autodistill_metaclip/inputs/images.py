@@ -1,8 +1,8 @@
 """One loader for every input kind.
 
 Inputs: a file path (``str`` or ``Path``), an http(s) URL (fetched by
-:mod:`autodistill_metaclip.urls`), a filesystem URI (``s3://...``, read through
-:mod:`autodistill_metaclip.sources`), a PIL image, a numpy array (BGR, as
+:mod:`autodistill_metaclip.inputs.urls`), a filesystem URI (``s3://...``, read through
+:mod:`autodistill_metaclip.inputs.sources`), a PIL image, a numpy array (BGR, as
 OpenCV and autodistill hand them out) or raw encoded bytes. Every one comes out as an upright
 (EXIF orientation applied) RGB PIL image. Transparent pixels are composited onto white, the way
 image viewers show them; 16-bit images are scaled to 8 bits, not clipped.
@@ -27,9 +27,9 @@ from typing import IO, Any, TypeAlias
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from autodistill_metaclip import sources, urls
-from autodistill_metaclip.errors import ImageLoadError
-from autodistill_metaclip.sources import SourceFile
+from autodistill_metaclip.errors import ArgumentTypeError, ImageLoadError
+from autodistill_metaclip.inputs import sources, urls
+from autodistill_metaclip.inputs.sources import SourceFile
 
 ImageInput: TypeAlias = "str | os.PathLike[str] | Image.Image | np.ndarray | bytes | SourceFile"
 Reserve: TypeAlias = Callable[[int], None]
@@ -99,9 +99,10 @@ def read_image(
     elif isinstance(source, str | os.PathLike):
         data = sources.read_local(os.fspath(source))
     else:
-        raise TypeError(
-            "image: expected a file path, URL, PIL image, numpy array or bytes, "
-            f"but got {type(source).__name__}"
+        raise ArgumentTypeError(
+            "image",
+            "expected a file path, URL, PIL image, numpy array or bytes, "
+            f"but got {type(source).__name__}",
         )
     return _decode(io.BytesIO(data), describe(source), draft_size, reserve), data
 

@@ -1,0 +1,118 @@
+"""What the classes are: a caption ontology (``{prompt: class}``) or example images per class
+(:class:`ExampleOntology`), checked, and described as data for a run's identity.
+
+Torch-free, so options can be checked before the model is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+import numpy as np
+from autodistill.core import EmbeddingOntologyImage
+from autodistill.detection import CaptionOntology
+
+from autodistill_metaclip.errors import ArgumentError, ArgumentTypeError
+
+
+@dataclass(frozen=True)
+class ExampleOntology:
+    """Classes defined by example images, optionally with captions too.
+
+    Args:
+        examples: ``{class: [image, ...]}``; images are anything ``predict`` accepts, or a
+            ``(D,)``/``(k, D)`` array of embeddings computed beforehand.
+        captions: Optional ``{class: caption or [captions]}``, mixed into the class.
+
+    Example:
+        >>> ontology = ExampleOntology({"cat": ["cat1.jpg", "cat2.jpg"], "dog": ["dog.jpg"]})
+    """
+
+    examples: Mapping[str, Sequence[Any] | np.ndarray]
+    captions: Mapping[str, str | Sequence[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.examples:
+            raise ArgumentError("ontology", "expected at least one class of examples, but got none")
+        for name, items in self.examples.items():
+            if not isinstance(name, str) or not name.strip():
+                raise ArgumentError("ontology", f"expected class names as text, but got {name!r}")
+            if len(items) == 0:
+                raise ArgumentError("ontology", f"class {name!r} has no examples")
+        unknown = set(self.captions) - set(self.examples)
+        if unknown:
+            raise ArgumentError(
+                "ontology", f"captions for classes without examples: {sorted(unknown)}"
+            )
+
+    def classes(self) -> list[str]:
+        """Class names, in order."""
+        return list(self.examples)
+
+    def prompts(self) -> list[str]:
+        """The class names (autodistill's ontology interface)."""
+        return self.classes()
+
+
+Ontology: TypeAlias = CaptionOntology | ExampleOntology
+
+
+def as_ontology(ontology: Any) -> Ontology:
+    """Accept a ``CaptionOntology`` (or any object with string ``prompts()`` and ``classes()``),
+    a plain ``{prompt: class}`` dict, an :class:`ExampleOntology`, or autodistill's
+    ``EmbeddingOntologyImage`` (``{class: [image paths]}``)."""
+    if isinstance(ontology, ExampleOntology):
+        return ontology
+    if isinstance(ontology, EmbeddingOntologyImage):
+        return ExampleOntology(dict(ontology.embeddingMap))
+    if isinstance(ontology, dict):
+        if not ontology:
+            raise ArgumentError("ontology", "expected at least one prompt, but got none")
+        ontology = CaptionOntology(ontology)
+    if not (
+        callable(getattr(ontology, "prompts", None))
+        and callable(getattr(ontology, "classes", None))
+    ):
+        raise ArgumentTypeError(
+            "ontology",
+            "expected a CaptionOntology, a {prompt: class} dict or an ExampleOntology, "
+            f"but got {type(ontology).__name__}",
+        )
+    prompts, classes = list(ontology.prompts()), list(ontology.classes())
+    if not prompts:
+        raise ArgumentError("ontology", "expected at least one prompt, but got none")
+    for prompt, name in zip(prompts, classes, strict=True):
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ArgumentError(
+                "ontology", f"expected each prompt to be non-empty text, but got {prompt!r}"
+            )
+        if not isinstance(name, str) or not name.strip():
+            raise ArgumentError(
+                "ontology", f"expected each class to be non-empty text, but got {name!r}"
+            )
+    return ontology
+
+
+def ontology_identity(ontology: Any) -> Any:
+    """What defines an ontology, as JSON data: its (prompt, class) pairs, or for an
+    :class:`ExampleOntology` its classes with their examples (file names, or the kind of
+    in-memory object) and captions. ``None`` stays ``None``."""
+    if ontology is None:
+        return None
+    if isinstance(ontology, ExampleOntology):
+        return {
+            "examples": {
+                name: [os.fspath(x) if isinstance(x, str | os.PathLike) else type(x).__name__
+                       for x in (items if not isinstance(items, np.ndarray) else [items])]
+                for name, items in ontology.examples.items()
+            },
+            "captions": {
+                k: v if isinstance(v, str) else list(v) for k, v in ontology.captions.items()
+            },
+        }  # fmt: skip
+    return [
+        [prompt, name] for prompt, name in zip(ontology.prompts(), ontology.classes(), strict=True)
+    ]
