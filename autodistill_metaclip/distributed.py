@@ -18,12 +18,13 @@ fails with an error instead of waiting forever (Ray Data's no-progress guard).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -204,6 +205,20 @@ def embed_with_ray(
         ray_options=ray_options,
         overwrite=overwrite,
     )
+
+
+@contextlib.contextmanager
+def ray_session() -> Iterator[None]:
+    """Disconnect from Ray afterwards if the work inside connected (a caller that called
+    ``ray.init`` itself stays connected)."""
+    import ray
+
+    connected = ray.is_initialized()
+    try:
+        yield
+    finally:
+        if not connected:
+            ray.shutdown()
 
 
 def read_results(output: str, columns: Sequence[str] | None = None) -> Any:

@@ -37,7 +37,7 @@ class ExplainedError(Exception):
 class ArgumentError(ExplainedError, ValueError):
     """An argument has a value that cannot work ("expected ..., but got ...").
 
-    Example:
+    Examples:
         >>> raise ArgumentError("confidence", "expected a number in [0, 1], but got 2")
         Traceback (most recent call last):
         autodistill_metaclip.errors.ArgumentError: confidence: expected a number in [0, 1], ...

@@ -5,7 +5,7 @@ be a class of every model's ontology (which may have more, e.g. an ``other`` cla
 embedded once per distinct checkpoint, so comparing several ontologies or prompt templates on
 one checkpoint costs one pass over the images.
 
-Example:
+Examples:
     >>> results = evaluate({"plain": plain, "templated": templated}, "labelled/")  # doctest: +SKIP
     >>> print(report(results))  # doctest: +SKIP
 """

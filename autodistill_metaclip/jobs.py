@@ -5,7 +5,7 @@ Each job checks its arguments when it is made (cheaply: no model is loaded, no f
 so a caller such as the command line can refuse bad usage before any work, then :meth:`run`
 does the work. The command line is these jobs plus rendering.
 
-Example:
+Examples:
     >>> options = LabelOptions(confidence=0.6)
     >>> job = LabelJob(spec, "photos/", "dataset/", options=options)  # doctest: +SKIP
     >>> job.run().summary["labeled"]  # doctest: +SKIP
@@ -62,22 +62,24 @@ class LabelJob:
             return label_run(
                 model, self.input_folder, self.extensions, self.output_folder, self.options
             )
-        from autodistill_metaclip.distributed import label_with_ray
+        from autodistill_metaclip.distributed import label_with_ray, ray_session
 
         shards = self.shards or f"{self.output_folder.rstrip('/')}-shards"
-        run = label_with_ray(
-            self.spec,
-            self.input_folder,
-            shards,
-            extensions=self.extensions,
-            dataset_folder=self.output_folder,
-            options=self.options,
-            address=self.ray.address,
-            actors=self.ray.actors,
-            cpus_per_actor=self.ray.cpus_per_actor,
-            stall_timeout=self.ray.stall_timeout,
-        )
-        assert run.dataset is not None and run.summary is not None  # with a dataset_folder
+        with ray_session():
+            run = label_with_ray(
+                self.spec,
+                self.input_folder,
+                shards,
+                extensions=self.extensions,
+                dataset_folder=self.output_folder,
+                options=self.options,
+                address=self.ray.address,
+                actors=self.ray.actors,
+                cpus_per_actor=self.ray.cpus_per_actor,
+                stall_timeout=self.ray.stall_timeout,
+            )
+        if run.dataset is None or run.summary is None:  # label_with_ray wrote a dataset_folder
+            raise RuntimeError("label_with_ray returned no dataset")
         return LabelRun(run.dataset, run.summary)
 
 
@@ -123,13 +125,14 @@ class EmbedJob:
     def run(self) -> Embedded:
         """Embed; unreadable images are listed in ``errors``, the others embedded."""
         if self.ray is not None:
-            from autodistill_metaclip.distributed import embed_with_ray
+            from autodistill_metaclip.distributed import embed_with_ray, ray_session
 
-            run = embed_with_ray(
-                self.spec, self.images[0], str(self.output), address=self.ray.address,
-                actors=self.ray.actors, cpus_per_actor=self.ray.cpus_per_actor,
-                stall_timeout=self.ray.stall_timeout,
-            )  # fmt: skip
+            with ray_session():
+                run = embed_with_ray(
+                    self.spec, self.images[0], str(self.output), address=self.ray.address,
+                    actors=self.ray.actors, cpus_per_actor=self.ray.cpus_per_actor,
+                    stall_timeout=self.ray.stall_timeout,
+                )  # fmt: skip
             empty = np.zeros((0, 0), np.float32)
             return Embedded(0, [], empty, [], self.output, run.counts)
         from autodistill_metaclip.results import gather

@@ -77,7 +77,7 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
             the images. Not counted: the encoded files ``label()`` keeps for the images in
             flight (up to three batches) until it has stored them.
 
-    Example:
+    Examples:
         >>> from autodistill.detection import CaptionOntology
         >>> model = MetaCLIP(CaptionOntology({"a photo of a red circle": "red circle",
         ...                                   "a photo of a blue square": "blue square"}),

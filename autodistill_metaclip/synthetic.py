@@ -3,7 +3,7 @@
 Each image holds one shape (circle, square or triangle) in one colour (red, green, blue or
 yellow) on a noisy, low-saturation background. The generator is deterministic for a seed.
 
-Example:
+Examples:
     >>> from autodistill_metaclip.synthetic import make_image
     >>> make_image("red", "circle", seed=1).size
     (64, 64)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import signal
 import threading
@@ -14,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-from click.testing import CliRunner
 
 from autodistill_metaclip import MetaCLIP, synthetic
-from autodistill_metaclip.cli import main
 from autodistill_metaclip.distributed import embed_with_ray, label_with_ray, read_results
+from tests.helpers import manifest, run_cli
 
 ray = pytest.importorskip("ray")
 
@@ -40,11 +38,6 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _manifest(folder: Path) -> dict[str, dict[str, str]]:
-    with open(folder / "manifest.csv", encoding="utf-8", newline="") as f:
-        return {row["image"]: row for row in csv.DictReader(f)}
-
-
 def test_same_answers_as_label(demo_model: MetaCLIP, photos: Path, tmp_path: Path) -> None:
     run = label_with_ray(
         demo_model,
@@ -58,7 +51,7 @@ def test_same_answers_as_label(demo_model: MetaCLIP, photos: Path, tmp_path: Pat
         recursive=True,
     )
     demo_model.label(photos, None, tmp_path / "local", recursive=True, progress=False)
-    local, remote = _manifest(tmp_path / "local"), _manifest(tmp_path / "ray-dataset")
+    local, remote = manifest(tmp_path / "local"), manifest(tmp_path / "ray-dataset")
     assert local.keys() == remote.keys() and len(local) == 98
     for key, row in local.items():
         assert {k: remote[key][k] for k in ("status", "class", "split")} == {
@@ -126,35 +119,19 @@ def test_refusals(demo_model: MetaCLIP, photos: Path, tmp_path: Path) -> None:
 
 
 def test_cli_ray(photos: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        main,
-        [
-            "label",
-            "-m",
-            "demo",
-            str(photos),
-            str(tmp_path / "ds"),
-            "-c",
-            "red circle",
-            "-c",
-            "blue square",
-            "--ray",
-            "--json",
-        ],
-    )
-    assert result.exit_code == 3, result.output  # done, with two unreadable images
-    data = json.loads(result.stdout)
+    code, out, _ = run_cli(
+        "label", "-m", "demo", photos, tmp_path / "ds", "-c", "red circle", "-c", "blue square",
+        "--ray", "--json",
+    )  # fmt: skip
+    assert code == 3, out  # done, with two unreadable images
+    data = json.loads(out)
     assert data["labeled"] + data["unlabeled"] == 90 and data["failed"] == 2
     assert (tmp_path / "ds-shards").is_dir() and (tmp_path / "ds" / "manifest.csv").is_file()
-    result = CliRunner().invoke(
-        main, ["embed", "-m", "demo", str(photos), "--ray", "-o", str(tmp_path / "emb"), "--json"]
-    )
-    assert result.exit_code == 3 and json.loads(result.stdout)["embedded"] == 96  # recursive
-    result = CliRunner().invoke(
-        main, ["embed", str(photos), "--ray", "-o", str(tmp_path / "x"), "--stall-timeout", "inf"]
-    )
-    assert result.exit_code == 2  # refused before any work
-    assert "--stall-timeout: expected seconds > 0, but got inf" in result.stderr
+    code, out, _ = run_cli("embed", "-m", "demo", photos, "--ray", "-o", tmp_path / "emb", "--json")
+    assert code == 3 and json.loads(out)["embedded"] == 96  # recursive
+    code, _, err = run_cli("embed", photos, "--ray", "-o", tmp_path / "x", "--stall-timeout", "inf")
+    assert code == 2  # refused before any work
+    assert "--stall-timeout: expected seconds > 0, but got inf" in err
 
 
 def _scorers() -> list[psutil.Process]:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import http.server
-import inspect
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +14,7 @@ from autodistill.detection import CaptionOntology
 from PIL import Image
 
 from autodistill_metaclip import ImageLoadError, MetaCLIP, synthetic
-from autodistill_metaclip.model import ModelSpec
-from tests.conftest import random_weights
+from tests.helpers import folder_handler, random_weights, serve
 
 CAPTIONS = {
     "a photo of a red circle": "red circle",
@@ -107,35 +102,6 @@ def test_fidelity_vit_b32_quickgelu(tmp_path: Path) -> None:
     _check_fidelity(model, "ViT-B-32-quickgelu", weights)
 
 
-def test_prompts_of_one_class_are_summed(shape_file) -> None:
-    image = shape_file("red", "circle")
-    split = MetaCLIP(
-        CaptionOntology(
-            {
-                "a photo of a red circle": "red circle",
-                "a red circle": "red circle",
-                "a photo of a blue square": "blue square",
-            }
-        ),
-        checkpoint="demo",
-    )
-    single = MetaCLIP(
-        CaptionOntology(
-            {
-                "a photo of a red circle": "c1",
-                "a red circle": "c2",
-                "a photo of a blue square": "c3",
-            }
-        ),
-        checkpoint="demo",
-    )
-    summed = split.predict(image, confidence=0.0)
-    parts = single.predict(image, confidence=0.0)
-    assert summed.class_id.tolist() == [0, 2]
-    by_id = dict(zip(parts.class_id.tolist(), parts.confidence.tolist(), strict=True))
-    assert summed.confidence[0] == pytest.approx(by_id[0] + by_id[1], abs=1e-6)
-
-
 def test_threshold_filters_and_sorts(demo_model: MetaCLIP, shape_file) -> None:
     image = shape_file("green", "square")
     everything = demo_model.predict(image, confidence=0.0)
@@ -184,6 +150,17 @@ def test_embedding_contract(demo_model: MetaCLIP, shape_file) -> None:
     assert demo_model.embed_text([]).shape == (0, 64)
 
 
+def test_a_single_input_is_not_taken_for_a_stream(demo_model: MetaCLIP) -> None:
+    for single in (
+        "photo.png",
+        b"\x89PNG",
+        np.zeros((5, 40, 3), np.uint8),
+        Image.new("RGB", (4, 4)),
+    ):
+        with pytest.raises(TypeError, match="inputs: expected an iterable of images"):
+            demo_model.iter_embeddings(single)
+
+
 def test_compare_accepts_numpy_and_torch_shapes(demo_model: MetaCLIP) -> None:
     a = demo_model.embed_text("a red circle")
     b = demo_model.embed_text("a blue square")
@@ -210,18 +187,26 @@ def test_embedding_only_model_refuses_predict(shape_file) -> None:
     assert model.predict(shape_file("red", "circle")).class_id.tolist() == [0]
 
 
-def test_set_ontology_refreshes_the_cached_prompts(demo_model: MetaCLIP, shape_file) -> None:
+def test_set_ontology_refreshes_the_cached_prompts(shape_file) -> None:
     image = shape_file("yellow", "triangle")
     model = MetaCLIP(
         CaptionOntology({"a photo of a red circle": "a", "a photo of a blue square": "b"}),
         checkpoint="demo",
     )
-    before = model._head
+    before = model.predict(image, confidence=0.0)
     model.set_ontology(
         CaptionOntology({"a photo of a yellow triangle": "yt", "a photo of a red circle": "rc"})
     )
-    assert model._head is not before
-    assert model.ontology.classes()[model.predict(image).class_id[0]] == "yt"
+    assert model.classes == ["yt", "rc"] and model.ontology.classes() == ["yt", "rc"]
+    after = model.predict(image, confidence=0.0)
+    assert model.ontology.classes()[after.class_id[0]] == "yt"
+    reference = MetaCLIP(
+        {"a photo of a yellow triangle": "yt", "a photo of a red circle": "rc"}, "demo"
+    ).predict(image, confidence=0.0)
+    np.testing.assert_allclose(after.confidence, reference.confidence, atol=1e-6)
+    assert not np.allclose(sorted(after.confidence), sorted(before.confidence), atol=1e-3)
+    model.set_ontology(None)
+    assert model.classes == [] and model.ontology is None
 
 
 def test_list_input_error_names_the_position(demo_model: MetaCLIP, shape_file, tmp_path) -> None:
@@ -234,18 +219,8 @@ def test_list_input_error_names_the_position(demo_model: MetaCLIP, shape_file, t
 @pytest.fixture
 def http_image(shape_file) -> Iterator[str]:
     folder = shape_file("red", "circle", name="served.png").parent
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(folder), **kwargs)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/served.png"
-    server.shutdown()
+    with serve(folder_handler(folder)) as url:
+        yield f"{url}/served.png"
 
 
 def test_url_input(demo_model: MetaCLIP, http_image: str) -> None:
@@ -259,18 +234,6 @@ def test_models_are_hashable_and_compared_by_identity(demo_ontology) -> None:
     assert a != b and a == a
     assert len({a, b}) == 2
     assert "checkpoint='demo'" in repr(a)
-
-
-def test_the_spec_is_the_constructors_arguments() -> None:
-    """One list of options: every constructor option is a ModelSpec field (device apart), so a
-    spec always builds the same model; the CLI takes its model options from the same fields."""
-    parameters = set(inspect.signature(MetaCLIP.__init__).parameters) - {"self", "device"}
-    assert parameters == {f.name for f in dataclasses.fields(ModelSpec)}
-    model = MetaCLIP({"a": "a", "b": "b"}, "demo", batch_size=3, prompt_templates="a {}")
-    model.set_ontology({"x": "x", "y": "y"}, prompt_templates="openai")
-    rebuilt = model.spec.build()
-    assert (rebuilt.batch_size, rebuilt.classes) == (3, ["x", "y"])
-    assert rebuilt.prompt_templates == model.prompt_templates and len(model.prompt_templates) == 80
 
 
 def test_device_and_precision_are_validated() -> None:

@@ -13,7 +13,7 @@ from autodistill_metaclip.cli.options import (
     ray_from,
     ray_options,
 )
-from autodistill_metaclip.cli.runner import OutputFile, command, usage
+from autodistill_metaclip.cli.runner import OutputFile, command, results_only_on_stdout, usage
 
 
 @click.command()
@@ -53,7 +53,8 @@ def embed(
         job = EmbedJob(
             model_spec(params, ontology=False), inputs, texts, output, ray, params.get("device")
         )
-    done = job.run()
+    with results_only_on_stdout():
+        done = job.run()
     if ray is not None:
         counts = done.counts or {}
         text = ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))

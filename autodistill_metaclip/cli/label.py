@@ -16,7 +16,7 @@ from autodistill_metaclip.cli.options import (
     ray_from,
     ray_options,
 )
-from autodistill_metaclip.cli.runner import OutputFile, command, usage
+from autodistill_metaclip.cli.runner import OutputFile, command, results_only_on_stdout, usage
 
 
 @click.command()
@@ -55,7 +55,8 @@ def label(
             shards=shards,
             device=params.get("device"),
         )
-    written = job.run()
+    with results_only_on_stdout():
+        written = job.run()
     if grid:
         from autodistill_metaclip import plots
 

@@ -3,7 +3,7 @@ terms, and one exit-code rule:
 
 - 0: done, every input was read;
 - 1: error: the command started and stopped (one line on stderr, ``-v`` for the traceback),
-  also for an option value that only the library can judge (an unknown checkpoint or template);
+  also for an option value that only the model can judge (an unknown checkpoint);
 - 2: bad usage, found before any work: an unknown option, a missing argument, a value of the
   wrong type or range, an unreadable ``--ontology`` file, an output file's missing folder;
 - 3: done, but some inputs could not be read (each is listed; the others are in the output).
@@ -71,6 +71,14 @@ def command(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @contextlib.contextmanager
+def results_only_on_stdout() -> Iterator[None]:
+    """Send what a library prints (e.g. Ray's cluster messages, such as a node lost) to stderr,
+    so stdout holds only the command's result."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+@contextlib.contextmanager
 def usage() -> Iterator[None]:
     """Checks before any work: an :class:`ArgumentError` inside is a usage error (exit 2)."""
     try:
@@ -113,7 +121,7 @@ def _set(params: dict[str, click.Parameter], name: str, value: Any) -> str:
     if value is True or value is False:
         opts = param.opts if value else param.secondary_opts or param.opts
         return opts[-1]
-    return f"{param.opts[-1]} {'VALUE' if value is ... else value!r}"
+    return f"{param.opts[-1]} {'VALUE' if value is ... else repr(value)}"
 
 
 def to_json(data: Any) -> str:

@@ -5,7 +5,7 @@ models except "Altogether" use QuickGELU; open_clip only *warns* when a tag is p
 wrong activation and then computes wrong embeddings, so :func:`resolve` refuses that pairing.
 open_clip is imported only by the functions that need it: the table loads without torch.
 
-Example:
+Examples:
     >>> [c.name for c in list_checkpoints("b32-*")]
     ['b32-400m', 'b32-fullcc']
 """
@@ -104,7 +104,7 @@ def get_checkpoint(name: str) -> Checkpoint:
 
 
 def markdown_table() -> str:
-    """The checkpoint table as Markdown, for the README."""
+    """The checkpoint table as Markdown, for the docs' Checkpoints page and the README."""
     lines = [
         "| name | open_clip architecture | pretrained tag | release | data | ImageNet top-1 "
         "| params (M) | resolution | weights licence |",

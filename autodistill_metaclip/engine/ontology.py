@@ -27,7 +27,7 @@ class ExampleOntology:
             ``(D,)``/``(k, D)`` array of embeddings computed beforehand.
         captions: Optional ``{class: caption or [captions]}``, mixed into the class.
 
-    Example:
+    Examples:
         >>> ontology = ExampleOntology({"cat": ["cat1.jpg", "cat2.jpg"], "dog": ["dog.jpg"]})
     """
 

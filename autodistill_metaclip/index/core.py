@@ -12,7 +12,7 @@ that are new or changed (size or modification time) and drops deleted ones. The 
 records which model made it, including the embedding of a fixed probe text, so embeddings of
 another checkpoint are never mixed in or compared.
 
-Example:
+Examples:
     >>> index = EmbeddingIndex.build(model, "photos/")  # doctest: +SKIP
     >>> index.search(model, "a dog on a beach", k=5)  # doctest: +SKIP
 """

@@ -9,7 +9,7 @@ the indexed folder, and ``moves.csv`` there lists every move (``from,to,outcome`
 It is a dry run unless ``apply=True``. A file that changed since it was indexed, or whose
 destination exists, is skipped and says so.
 
-Example:
+Examples:
     >>> groups = plan(index, threshold=0.97)  # doctest: +SKIP
     >>> move_duplicates(index, groups, "duplicates/", apply=True)  # doctest: +SKIP
 """

@@ -45,8 +45,10 @@ def _arrow(index: EmbeddingIndex, vector_column: str) -> Any:
     """``path`` and the embeddings as an Arrow table, with which model made them."""
     import pyarrow as pa
 
+    # aligned (a memory map of an .npz member may not be), as Arrow's readers need it
+    aligned = np.require(index.embeddings, np.float32, requirements=["A", "C"])
     vectors = pa.FixedSizeListArray.from_arrays(
-        pa.array(np.asarray(index.embeddings).reshape(-1), pa.float32()),
+        pa.array(aligned.reshape(-1), pa.float32()),
         index.embeddings.shape[1],
     )
     table = pa.table({"path": [str(p) for p in index.paths], vector_column: vectors})

@@ -36,7 +36,7 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
     ``path`` is left as it was. The new file gets the usual permissions (0666 less the umask),
     as ``open`` would give it.
 
-    Example:
+    Examples:
         >>> with atomic_write("out.csv", "w") as f:  # doctest: +SKIP
         ...     f.write("a,b\\n")
     """

@@ -7,7 +7,7 @@ OpenCV and autodistill hand them out) or raw encoded bytes. Every one comes out 
 (EXIF orientation applied) RGB PIL image. Transparent pixels are composited onto white, the way
 image viewers show them; 16-bit images are scaled to 8 bits, not clipped.
 
-Example:
+Examples:
     >>> import numpy as np
     >>> load_image(np.zeros((4, 6, 3), np.uint8)).size
     (6, 4)
@@ -117,9 +117,9 @@ class DecodeBudget:
     Freed image memory must also come back to the next image, whichever thread decodes it:
     glibc keeps one heap per thread, so the budget also lets Pillow keep up to ``limit`` bytes
     of freed pixel blocks for reuse (its documented ``PILLOW_BLOCKS_MAX`` pool, raised for the
-    process, never lowered). Measured in ``tests/test_attacks.py``.
+    process, never lowered). Measured in ``tests/scenarios/test_attacks.py``.
 
-    Example:
+    Examples:
         >>> budget = DecodeBudget(1 << 30)
         >>> with budget.hold() as reserve:
         ...     reserve(100 << 20)  # blocks while others hold more than 924 MiB

@@ -7,7 +7,7 @@ huggingface_hub needs it), so local, ``file://`` and ``memory://`` need nothing 
 protocol needs only its own small package (``s3fs``, ``gcsfs``, ``adlfs``), and Ray Data and
 pyarrow accept fsspec filesystems as they are.
 
-Example:
+Examples:
     >>> files = list_images("photos/", [".jpg"], recursive=True)  # doctest: +SKIP
     >>> files[0].key, files[0].location  # doctest: +SKIP
     ('holiday/beach.jpg', 'photos/holiday/beach.jpg')
@@ -71,7 +71,7 @@ def escape_key(name: str) -> str:
     backslash itself ``\\\\``, so names with neither (nearly all) are unchanged and
     :func:`unescape_key` gives the name back exactly.
 
-    Example:
+    Examples:
         >>> escape_key(os.fsdecode(b"caf\\xe9.jpg"))
         'caf\\\\xe9.jpg'
     """

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from autodistill_metaclip.errors import ArgumentError
+from autodistill_metaclip.errors import ArgumentError, ArgumentTypeError
 from autodistill_metaclip.inputs.files import read_file
 from autodistill_metaclip.inputs.sources import SourceFile
 from autodistill_metaclip.labeling.folder import DatasetFolder
@@ -43,6 +43,11 @@ def read_corrections(corrections: str | os.PathLike[str] | Mapping[str, Any]) ->
     """
     if isinstance(corrections, Mapping):
         data: Any = corrections
+    elif not isinstance(corrections, str | os.PathLike):
+        raise ArgumentTypeError(
+            "corrections",
+            f"expected a file path or a parsed JSON object, but got {type(corrections).__name__}",
+        )
     else:
         raw = read_file(corrections, MAX_CORRECTIONS_BYTES, "corrections")
         try:

@@ -1,7 +1,7 @@
 """Where things go in an output folder: safe folder names for classes, file names for
 images, and the clean-up of what this tool left (never anything else).
 
-Example:
+Examples:
     >>> class_folders(["cat", "a/b", "CAT"])
     {'cat': 'cat', 'a/b': 'a_b', 'CAT': 'CAT_2'}
 """

@@ -4,7 +4,7 @@
 :func:`~autodistill_metaclip.distributed.label_with_ray` and the ``label`` command all take
 these fields (the command line's flags have the same names), with these defaults.
 
-Example:
+Examples:
     >>> LabelOptions(confidence=0.6, layout="val").split
     (0.7, 0.15, 0.15)
 """
