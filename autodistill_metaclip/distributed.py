@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import math
 import os
@@ -34,12 +35,15 @@ import numpy as np
 from autodistill_metaclip.engine.ontology import as_ontology
 from autodistill_metaclip.engine.spec import ModelSpec
 from autodistill_metaclip.errors import ArgumentError, ImageLoadError, OutputFolderError
+from autodistill_metaclip.index.store import EmbeddingStore, model_identity
 from autodistill_metaclip.inputs import sources
+from autodistill_metaclip.labeling.derive import apply_decisions
 from autodistill_metaclip.labeling.folder import DatasetFolder, LabelRun, refuse_existing
-from autodistill_metaclip.labeling.manifest import prediction_cells
+from autodistill_metaclip.labeling.manifest import new_row, prediction_cells
 from autodistill_metaclip.labeling.options import LabelOptions
+from autodistill_metaclip.labeling.run import near_duplicates
 from autodistill_metaclip.labeling.state import run_settings
-from autodistill_metaclip.results import Status, gather
+from autodistill_metaclip.results import Status
 
 if TYPE_CHECKING:
     import pyarrow.fs
@@ -47,6 +51,7 @@ if TYPE_CHECKING:
 
     from autodistill_metaclip.model import MetaCLIP
 
+_STORE_CHUNK = 4096
 logger = logging.getLogger(__name__)
 
 
@@ -153,7 +158,8 @@ def label_with_ray(
     if spec.ontology is None:
         raise ArgumentError("ontology", "labelling needs one, but the model has ontology=None")
     spec = replace(spec, ontology=as_ontology(spec.ontology))
-    settings = run_settings(spec, source, extensions, chosen)
+    threshold = near_duplicates(chosen, spec.checkpoint)
+    settings = run_settings(spec, source, extensions, chosen, threshold)
     if dataset_folder is not None and not chosen.overwrite:
         refuse_existing(Path(dataset_folder))
     files = sources.list_images(
@@ -336,37 +342,70 @@ class _Scorer:
         self.model = spec.build()
         self.confidence = confidence
         self.embeddings = embeddings
+        self.identity = json.dumps(model_identity(self.model)) if embeddings else ""
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         files = [
             sources.SourceFile(str(k), str(p), "", str(w) or None)
             for k, p, w in zip(batch["key"], batch["path"], batch["within"], strict=True)
         ]
-        out: dict[str, Any] = {"key": batch["key"], "path": batch["path"]}
+        results: list[Any]
         if self.confidence is None:
-            embedded = gather(self.model.iter_embeddings(files), self.model.dim)
-            vectors = dict(zip(embedded.indices, embedded.vectors, strict=True))
-            failures = {i: str(e) for i, e in embedded.failures.items()}
-            status = [
-                Status.FAILED if i in failures else Status.EMBEDDED for i in range(len(files))
-            ]
-            out["status"] = np.array([str(s) for s in status], dtype=object)
-            out["error"] = np.array([failures.get(i, "") for i in range(len(files))], object)
+            results = list(self.model.iter_embeddings(files, keep_data=True))
+            vectors = [r.vector for r in results]
+            cells = [
+                {"status": str(Status.FAILED if r.error else Status.EMBEDDED),
+                 "error": "" if r.error is None else str(r.error)}
+                for r in results
+            ]  # fmt: skip
         else:
-            predictions = list(self.model.iter_predictions(files, self.confidence, keep_data=True))
-            vectors = {p.index: p.embedding for p in predictions if p.embedding is not None}
-            cells = [prediction_cells(p) for p in predictions]
-            for column in ("status", "class", "error", "top"):
+            results = list(self.model.iter_predictions(files, self.confidence, keep_data=True))
+            vectors = [r.embedding for r in results]
+            cells = [prediction_cells(r) for r in results]
+        out: dict[str, Any] = {"key": batch["key"], "path": batch["path"]}
+        for column in cells[0] if cells else ("status", "error"):
+            if column != "confidence":
                 out[column] = np.array([c[column] for c in cells], dtype=object)
+        if self.confidence is not None:
             out["confidence"] = np.array(
                 [float(c["confidence"] or "nan") for c in cells], dtype=np.float64
             )
-            digests = [hashlib.sha256(p.data).hexdigest() if p.data else "" for p in predictions]
-            out["sha256"] = np.array(digests, dtype=object)
+        digests = [hashlib.sha256(r.data).hexdigest() if r.data else "" for r in results]
+        out["sha256"] = np.array(digests, dtype=object)
         if self.embeddings:
             empty = np.zeros(self.model.dim, np.float32)
-            out["embedding"] = np.stack([vectors.get(i, empty) for i in range(len(files))])
+            filled = [empty if v is None else v for v in vectors]
+            out["embedding"] = np.stack(filled) if filled else np.zeros((0, self.model.dim))
+            out["identity"] = np.array([self.identity] * len(results), dtype=object)
         return out
+
+
+def store_from_results(output: str, folder: str | os.PathLike[str]) -> EmbeddingStore:
+    """The embeddings of a Ray run (``embeddings=True``, or any ``embed_with_ray``) as an
+    :class:`~autodistill_metaclip.index.store.EmbeddingStore` in ``folder``, in key order:
+    open it as an index with ``EmbeddingIndex.open(folder)``."""
+    table = read_results(output, ["key", "status", "sha256", "embedding", "identity"])
+    rows = sorted(table.to_pylist(), key=lambda r: r["key"])
+    embedded = [r for r in rows if r["status"] != Status.FAILED]
+    if not embedded:
+        raise ValueError(f"output: {output!r} holds no embeddings")
+    store = EmbeddingStore.open(folder, json.loads(embedded[0]["identity"]))
+    _append_rows(store, embedded, {})
+    return store
+
+
+def _append_rows(store: EmbeddingStore, rows: list[dict[str, Any]], stamps: dict[str, str]) -> None:
+    """Add shard rows (embedded ones) to a store, in chunks; stamps by key ("" if unknown)."""
+    for start in range(0, len(rows), _STORE_CHUNK):
+        chunk = [r for r in rows[start : start + _STORE_CHUNK]
+                 if store.find(r["key"], stamps.get(r["key"], "")) < 0]  # fmt: skip
+        if chunk:
+            store.append(
+                [r["key"] for r in chunk],
+                [stamps.get(r["key"], "") for r in chunk],
+                [bytes.fromhex(r["sha256"]) for r in chunk],
+                np.array([r["embedding"] for r in chunk], np.float32),
+            )
 
 
 def _assemble(
@@ -377,27 +416,37 @@ def _assemble(
     classes: list[str],
     overwrite: bool,
 ) -> LabelRun:
-    """Write ``label()``'s folder dataset from a run's shards (on the driver)."""
-    columns = ["key", "status", "class", "confidence", "error", "embedding", "sha256", "top"]
+    """Write ``label()``'s folder dataset from a run's shards (on the driver): the embeddings
+    go into the dataset's store, so it re-derives like any other (another ontology, more
+    images), and each labelled image's copy must be the bytes a worker classified."""
+    columns = ["key", "status", "class", "confidence", "error", "embedding", "sha256", "top",
+               "identity"]  # fmt: skip
     by_key = {r["key"]: r for r in read_results(output, columns).to_pylist()}
+    stamps = {f.key: f.stamp for f in files}
+    shards = [by_key[f.key] for f in files]
+    embedded = [r for r in shards if r["status"] != Status.FAILED]
     with DatasetFolder(folder, settings, classes, overwrite=overwrite) as dataset:
-        for file in dataset.todo(files):
-            row = by_key[file.key]
-            cells = {name: row[name] or "" for name in ("status", "class", "error", "top")}
+        store = None
+        if embedded:
+            store = dataset.store(json.loads(embedded[0]["identity"]))
+            _append_rows(store, embedded, stamps)
+        rows = {}
+        for file, shard in zip(files, shards, strict=True):
+            cells = {name: shard[name] or "" for name in ("status", "class", "error", "top")}
+            confidence = shard["confidence"]
             cells["confidence"] = (
-                "" if math.isnan(row["confidence"]) else f"{row['confidence']:.6f}"
+                "" if confidence is None or math.isnan(confidence) else f"{confidence:.6f}"
             )
-            vector, data = np.asarray(row["embedding"], np.float32), None
             if cells["status"] == Status.LABELED:
-                data, error = _classified_bytes(file, row["sha256"])
+                data, error = _classified_bytes(file, shard["sha256"])
                 if data is None:
-                    cells = {
-                        **dict.fromkeys(cells, ""),
-                        "status": str(Status.FAILED),
-                        "error": error,
-                    }
-            dataset.add(file, cells, vector if data is not None else None, data)
-        return dataset.write(files, review=True)
+                    cells = {"status": str(Status.FAILED), "error": error}
+                else:
+                    dataset.stage(file.key, file.stamp, data)
+            rows[file.key] = new_row(file.key, file.stamp, **cells)
+        apply_decisions(rows, dataset.decisions, classes)
+        leaders = dataset.leaders(files, store) if store is not None else {}
+        return dataset.write(files, rows, leaders, review=True)
 
 
 def _classified_bytes(file: sources.SourceFile, digest: str) -> tuple[bytes | None, str]:

@@ -130,7 +130,10 @@ class Prediction:
 
 
 class Classifier(Protocol):
-    """What ``label()`` needs of a model (:class:`~autodistill_metaclip.MetaCLIP` is one)."""
+    """What ``label()`` needs of a model (:class:`~autodistill_metaclip.MetaCLIP` is one):
+    its classes and streams, its probabilities of embeddings kept earlier, and what tells its
+    embeddings apart from another model's (``identity``, ``precision``, ``dim``, ``spec``, and
+    the embeddings of a probe text and image)."""
 
     @property
     def classes(self) -> list[str]: ...
@@ -138,9 +141,24 @@ class Classifier(Protocol):
     @property
     def spec(self) -> Any: ...  # a ModelSpec: checkpoint, weights, templates and ontology
 
+    @property
+    def identity(self) -> dict[str, str | None]: ...
+
+    @property
+    def precision(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
     def iter_predictions(
         self, inputs: Iterable[Any], confidence: float = 0.5, *, keep_data: bool = False
     ) -> Generator[Prediction, None, None]: ...
+
+    def probabilities(self, embeddings: np.ndarray) -> np.ndarray: ...
+
+    def embed_text(self, input: Any) -> np.ndarray: ...
+
+    def embed_image(self, input: Any) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ ONTOLOGY = {
     "a photo of a yellow circle": "yellow circle",
 }
 """Four of the demo model's classes (the ``shapes_model`` fixture)."""
-COUNTS = {"red circle": 12, "blue square": 12, "green triangle": 12, "yellow circle": 3}
+COUNTS = {"red circle": 12, "blue square": 12, "green triangle": 12, "yellow circle": 2}
 """Images per class that :func:`write_inputs` writes by default: a small class on purpose."""
 TIGHT = 0.995
 """A near-duplicate threshold for the demo model, which packs a class closely (same-class
@@ -268,3 +268,11 @@ def serve(
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def embedded(output: Path) -> set[str]:
+    """The keys of the images a run into ``output`` kept embeddings of (its store)."""
+    from autodistill_metaclip.index.store import EmbeddingStore
+
+    (folder,) = (output / ".autodistill-metaclip" / "embeddings").iterdir()
+    return set(EmbeddingStore.open(folder).keys)

@@ -43,6 +43,9 @@ class Checkpoint:
         params_m: Parameters, in millions.
         resolution: Input side length in pixels.
         license: Licence of the weights (SPDX).
+        near_duplicates: The cosine at which ``label()`` groups near-duplicates by default: real
+            CLIP models put re-encodes and resized copies of a photo at 0.98 and above; the
+            demo model packs a whole class that close, so it needs a higher one.
     """
 
     name: str
@@ -54,6 +57,7 @@ class Checkpoint:
     params_m: float
     resolution: int
     license: str = _NC
+    near_duplicates: float = 0.98
 
     @property
     def bundled(self) -> bool:
@@ -75,7 +79,7 @@ CHECKPOINTS: tuple[Checkpoint, ...] = (
     Checkpoint("h14-378-worldwide", "ViT-H-14-worldwide-378", "metaclip2_worldwide", "MetaCLIP 2", "worldwide", None, 1859.4, 378),
     Checkpoint("bigg14-worldwide", "ViT-bigG-14-worldwide", "metaclip2_worldwide", "MetaCLIP 2", "worldwide", None, 3630.4, 224),
     Checkpoint("bigg14-378-worldwide", "ViT-bigG-14-worldwide-378", "metaclip2_worldwide", "MetaCLIP 2", "worldwide", None, 3631.2, 378),
-    Checkpoint("demo", "metaclip-demo", "metaclip-demo.safetensors", "demo", "synthetic shapes", None, 1.7, 32, "MIT"),
+    Checkpoint("demo", "metaclip-demo", "metaclip-demo.safetensors", "demo", "synthetic shapes", None, 1.7, 32, "MIT", 0.995),
 )  # fmt: skip
 
 
@@ -101,6 +105,12 @@ def get_checkpoint(name: str) -> Checkpoint:
             return checkpoint
     names = [c.name for c in CHECKPOINTS]
     raise CheckpointError("checkpoint", f"unknown name {name!r}. {_suggest(name, names)}")
+
+
+def near_duplicate_default(checkpoint: str) -> float:
+    """The near-duplicate threshold of a checkpoint (0.98 for names not in the table)."""
+    entry = next((c for c in CHECKPOINTS if c.name == checkpoint.lower()), None)
+    return entry.near_duplicates if entry is not None else Checkpoint.near_duplicates
 
 
 def markdown_table() -> str:

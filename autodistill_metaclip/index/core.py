@@ -34,13 +34,19 @@ from autodistill_metaclip.errors import ArgumentError
 from autodistill_metaclip.index import export
 from autodistill_metaclip.index.neighbours import Neighbours, kmeans, members_of
 from autodistill_metaclip.index.storage import read_index_file, write_index
+from autodistill_metaclip.index.store import (
+    DATASET_STORES,
+    STORE_FILE,
+    EmbeddingStore,
+    model_identity,
+    same_identity,
+)
 from autodistill_metaclip.inputs import sources
 from autodistill_metaclip.results import gather
 
 if TYPE_CHECKING:
     from autodistill_metaclip.model import MetaCLIP
 
-_PROBE = "autodistill-metaclip index probe: a photo of a red circle"
 logger = logging.getLogger(__name__)
 
 
@@ -262,6 +268,33 @@ class EmbeddingIndex:
             index.check_model(model)
         return index
 
+    @classmethod
+    def open(cls, folder: str | os.PathLike[str], model: MetaCLIP | None = None) -> EmbeddingIndex:
+        """The index of embeddings kept already, nothing embedded again: the folder of an
+        :class:`~autodistill_metaclip.index.store.EmbeddingStore`, or a dataset written by
+        ``label()`` (its store; of ``model`` if given, else the one written last). Its images
+        are those the store holds now, its root the folder they were listed from.
+
+        Raises:
+            ValueError: The folder holds no store (of ``model``), or a damaged one.
+        """
+        store = _open_store(Path(folder), model)
+        source = store.source or {}
+        rows = store.latest()
+        in_order = np.array_equal(rows, np.arange(len(store)))
+        index = cls(
+            str(source.get("input_folder", "")),
+            [store.keys[r] for r in rows.tolist()],
+            store.vectors if in_order else store.gather(rows),
+            [store.stamps[r] for r in rows.tolist()],
+            dict(store.identity),
+            {},
+            {"extensions": source.get("extensions"), "recursive": source.get("recursive", True)},
+        )
+        if model is not None:
+            index.check_model(model)
+        return index
+
     def search(
         self, model: MetaCLIP, query: Any, k: int = 10, *, text: bool | None = None
     ) -> list[Hit]:
@@ -361,9 +394,8 @@ class EmbeddingIndex:
         if model in self._compatible:  # its probe embedding was compared already
             return
         mine, theirs = self.model_info, model_info(model)
-        same = (
-            mine["dim"] == theirs["dim"] and float(np.dot(mine["probe"], theirs["probe"])) > 0.999
-        )
+        a, b = _probe(mine), _probe(theirs)
+        same = mine["dim"] == theirs["dim"] and len(a) == len(b) and float(np.dot(a, b)) > 0.999
         if not same:
             raise ArgumentError(
                 "model",
@@ -375,15 +407,45 @@ class EmbeddingIndex:
 
 
 def model_info(model: MetaCLIP) -> dict[str, Any]:
-    """Which model made an embedding: names, how to build it again (``spec``: checkpoint and
-    weights as given), and a probe embedding that tells models apart."""
-    spec = model.spec
-    return {
-        **model.identity,
-        "dim": model.dim,
-        "spec": {"checkpoint": spec.checkpoint, "weights": spec.weights},
-        "probe": [round(float(v), 6) for v in model.embed_text(_PROBE)],
-    }
+    """Which model made an embedding: its identity (:func:`~.store.model_identity`: names, how
+    to build it again, probe embeddings that tell models apart)."""
+    return model_identity(model)
+
+
+def _probe(info: dict[str, Any]) -> list[float]:
+    """The probe text's embedding (``probe`` in indexes saved before 0.3)."""
+    return list(info.get("probe_text", info.get("probe", [])))
+
+
+def _open_store(folder: Path, model: MetaCLIP | None) -> EmbeddingStore:
+    """The store in ``folder``, or among a dataset's stores the one of ``model`` (without one:
+    the one written last)."""
+    if (folder / STORE_FILE).is_file():
+        return EmbeddingStore.open(folder)
+    kept = folder.joinpath(*DATASET_STORES)
+    found = sorted(p for p in kept.glob(f"*/{STORE_FILE}") if p.is_file()) if kept.is_dir() else []
+    if not found:
+        raise ArgumentError(
+            "folder",
+            f"{str(folder)!r} holds no embeddings (no store, no dataset written by label())",
+        )
+    if model is not None:
+        identity = model_identity(model)
+        for path in found:
+            store = EmbeddingStore.open(path.parent)
+            if same_identity(store.identity, identity):
+                return store
+        raise ArgumentError(
+            "model",
+            f"{str(folder)!r} holds no embeddings of this model; label it with this model first",
+        )
+    newest = max(
+        found,
+        key=lambda p: max(
+            (s.stat().st_mtime_ns for s in p.parent.glob("segment-*.npz")), default=0
+        ),
+    )
+    return EmbeddingStore.open(newest.parent)
 
 
 def _same_suffixes(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -9,8 +9,9 @@ The review page exports them as JSON::
 (``"to": null`` excludes the image). :func:`apply_corrections` moves the copies between class
 folders in their split, marks the manifest rows (``decided``: ``human`` or ``excluded``) and
 rewrites the manifest, with the same layout code as ``label()``: every file renamed
-atomically, a later ``label(resume=True)`` keeps the decisions, and applying the same file
-twice changes nothing the second time.
+atomically. The decisions are kept with the dataset (``.autodistill-metaclip/decisions.json``),
+so a later ``label()`` keeps them, and applying the same file twice changes nothing the second
+time.
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ from autodistill_metaclip.inputs.files import read_file
 from autodistill_metaclip.inputs.sources import SourceFile
 from autodistill_metaclip.labeling.folder import DatasetFolder
 from autodistill_metaclip.labeling.manifest import MANIFEST, Decision, model_class, read_manifest
-from autodistill_metaclip.labeling.state import REVIEW_FILE, read_run
+from autodistill_metaclip.labeling.state import (
+    REVIEW_FILE,
+    Decided,
+    read_run,
+    run_digest,
+    save_decisions,
+)
 from autodistill_metaclip.results import Status
 
 FORMAT = "autodistill-metaclip corrections 1"
@@ -82,7 +89,9 @@ def apply_corrections(
 
     Each image keeps its split; a reassigned one moves to its new class folder, an excluded
     one leaves the dataset (its row stays, ``decided=excluded``, its bytes kept so a later
-    correction can bring it back). Only labelled images can be corrected. Idempotent.
+    correction can bring it back). Only labelled images can be corrected. Idempotent. The
+    decisions are kept with the dataset: a later ``label()`` of it (resumed, or re-derived
+    with ``overwrite=True`` and another ontology) applies them where their class still exists.
 
     Returns:
         ``{"reassigned": n, "excluded": n, "unchanged": n}`` for this call.
@@ -90,8 +99,8 @@ def apply_corrections(
     Raises:
         ValueError: An image that is not a labelled row of this dataset, a class that is not one
             of its classes, an image whose class is neither the ``from`` nor the ``to`` of its
-            correction (it changed since the page was written), or a dataset with images to
-            predict again first. Nothing is changed then.
+            correction (it changed since the page was written), or a dataset whose last run
+            did not finish. Nothing is changed then.
     """
     output = Path(dataset_folder)
     changes = read_corrections(corrections)
@@ -102,25 +111,32 @@ def apply_corrections(
         raise ArgumentError("dataset_folder", f"not a dataset written by label(): {e}") from e
     counts: Counter[str] = Counter()
     with DatasetFolder(output, settings, classes, resume=True) as folder:
-        files = [SourceFile(key, "", row["stamp"]) for key, row in sorted(folder.rows.items())]
-        if any(folder.rows[f.key]["status"] == Status.LABELED for f in folder.todo(files)):
+        if not folder.complete:
             raise ArgumentError(
                 "dataset_folder",
-                f"{str(output)!r} has images to predict again; run label() with resume=True first",
+                f"{str(output)!r} is not a finished run; run label() with resume=True first",
             )
+        rows = folder.rows
         for image, (source, target) in changes.items():
-            _check(image, source, target, folder.rows.get(image), classes)
+            _check(image, source, target, rows.get(image), classes)
         for image, (_, target) in changes.items():
-            row = folder.rows[image]
+            row = rows[image]
             decided = Decision.EXCLUDED if target is None else Decision.HUMAN
             new_class = row["class"] if target is None else target
+            folder.decisions[image] = Decided(row["stamp"], target)
             if (row["decided"], row["class"]) == (decided, new_class):
                 counts["unchanged"] += 1
                 continue
-            row["decided"], row["class"] = decided, new_class
+            row["decided"], row["class"] = str(decided), new_class
             counts["excluded" if target is None else "reassigned"] += 1
+        save_decisions(output, folder.decisions)
+        files = [SourceFile(key, "", row["stamp"]) for key, row in rows.items()]
+        failures = {k: r["error"] for k, r in rows.items() if r["status"] == Status.FAILED}
         # an existing page shows the decisions from now on
-        folder.write(files, review=(output / REVIEW_FILE).exists())
+        folder.write(
+            files, rows, folder.leaders(files), review=(output / REVIEW_FILE).exists(),
+            done=run_digest(settings, classes, files, failures, folder.decisions),
+        )  # fmt: skip
     return {name: counts[name] for name in ("reassigned", "excluded", "unchanged")}
 
 

@@ -1,19 +1,18 @@
-"""One output folder of ``label()``: its lock, its state, and the three phases of a run.
+"""One output folder of ``label()``: its lock, its state, and how a run's rows become files.
 
-1. **record** (the part that resumes): each image is read once, and predicted; the bytes
-   that were classified are kept (``.autodistill-metaclip/staged/``, written atomically), its
-   manifest row appended, and the embedding of a labelled image kept (in chunks);
-2. **split**: stratified by predicted class, near-duplicates kept in one split
-   (:mod:`autodistill_metaclip.labeling.splits`), from the embeddings: seeded and deterministic;
-3. **layout**: the class folders, the copies (the kept bytes, renamed into place), the
-   manifest and ``classes.txt``, and the removal of copies this tool wrote that are no longer
-   planned.
+A run (:mod:`.run`) embeds what the folder's store lacks, derives every manifest row from the
+embeddings (:mod:`.derive`), then :meth:`DatasetFolder.write` lays the dataset out: the splits
+(near-duplicate groups kept whole, :mod:`.splits`), the copies (moved, never rewritten, when a
+copy of the same file exists; else the classified bytes, checked against the hash that was
+embedded), the manifest, ``classes.txt``, the review page, and a digest of what the run was
+made from, so that a resume with nothing new writes nothing.
 
 The tool never writes or removes through a symbolic link in the output folder: one planted
 where it writes is refused, naming it. ``resume`` continues a run only with the same settings
-(otherwise refused, naming each difference), redoing only new, changed, failed or invalid rows;
-``overwrite`` deletes only what this tool wrote and refuses a folder whose split folders hold
-anything else. One process at a time holds an output folder (:mod:`.lock`).
+(otherwise refused, naming each difference); ``overwrite`` replaces the dataset, keeping what
+is this tool's cache (the embeddings, the copies it can move into their new places) and the
+human decisions; it refuses a folder whose split folders hold files it did not write. One
+process at a time holds an output folder (:mod:`.lock`).
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,9 +31,11 @@ import numpy as np
 import supervision as sv
 
 from autodistill_metaclip.errors import ArgumentError, OutputFolderError
+from autodistill_metaclip.index.store import EmbeddingStore, identity_name
 from autodistill_metaclip.inputs.files import atomic_write, make_folders, refuse_link
 from autodistill_metaclip.inputs.sources import SourceFile
 from autodistill_metaclip.labeling import splits
+from autodistill_metaclip.labeling.derive import Decided
 from autodistill_metaclip.labeling.layout import (
     class_folders,
     file_names,
@@ -46,10 +47,8 @@ from autodistill_metaclip.labeling.lock import acquire_lock, release_lock
 from autodistill_metaclip.labeling.manifest import (
     MANIFEST,
     Decision,
-    append_rows,
     model_class,
     new_row,
-    prediction_cells,
     read_manifest,
     valid_row,
     write_rows,
@@ -60,24 +59,34 @@ from autodistill_metaclip.labeling.state import (
     ALL_SPLITS,
     CLASSES_FILE,
     EMBEDDINGS,
-    JOURNAL,
     REVIEW_FILE,
     RUN,
     STAGED,
     STATE,
-    append_embeddings,
+    group_leaders,
     log_summary,
-    read_embeddings,
+    open_store,
+    read_decisions,
     read_journal,
     read_run,
     save_journal,
     summarize_rows,
 )
-from autodistill_metaclip.results import Prediction, Status
+from autodistill_metaclip.results import Status
 
 LOCK = "lock"
-_CHUNK = 256  # predictions recorded together: at most this many are redone after a kill
+Fetch = Callable[[str], bytes | None]
+"""The classified bytes of an image, read again (and checked against the embedded hash)."""
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LabelRun:
+    """What a run wrote: the dataset (as ``label()`` returns it) and the manifest's summary
+    (:func:`~autodistill_metaclip.labeling.state.summarize_rows`)."""
+
+    dataset: sv.ClassificationDataset
+    summary: dict[str, Any]
 
 
 def refuse_existing(output: Path) -> None:
@@ -92,27 +101,12 @@ def refuse_existing(output: Path) -> None:
         )
 
 
-@dataclass(frozen=True)
-class LabelRun:
-    """What a run wrote: the dataset (as ``label()`` returns it) and the manifest's summary
-    (:func:`~autodistill_metaclip.labeling.state.summarize_rows`)."""
-
-    dataset: sv.ClassificationDataset
-    summary: dict[str, Any]
-
-
-@dataclass
-class _Pending:
-    rows: list[dict[str, str]]
-    keys: list[str]
-    vectors: list[np.ndarray]
-
-
 class DatasetFolder:
-    """One output folder of ``label()``: its state, its lock, its three phases.
+    """One output folder of ``label()``: a context manager that holds its lock.
 
-    Use as a context manager (it holds the lock inside), :meth:`todo` -> :meth:`record` (or
-    :meth:`add`) for each result -> :meth:`write`.
+    Attributes:
+        rows: The manifest rows of the earlier run (``resume``; also what ``fix`` corrects).
+        decisions: The human decisions, by key (kept by ``overwrite``).
     """
 
     def __init__(
@@ -130,9 +124,8 @@ class DatasetFolder:
         self.splits = LAYOUTS[settings["layout"]]
         self.overwrite, self.resume = overwrite, resume
         self.rows: dict[str, dict[str, str]] = {}
-        self.vectors: dict[str, np.ndarray] = {}
-        self.fresh: set[str] = set()  # keys predicted by this run: their copies are redone
-        self._pending = _Pending([], [], [])
+        self.decisions: dict[str, Decided] = {}
+        self._run: dict[str, Any] = {}
 
     def __enter__(self) -> DatasetFolder:
         self._refuse_links()
@@ -156,20 +149,27 @@ class DatasetFolder:
                 shutil.rmtree(self.state, ignore_errors=True)
             raise
         try:
+            earlier = read_run(self.output) if ours else {}
             if existing and self.resume:
-                self._check_same_run()
+                self._check_same_run(earlier)
                 self._load()
             elif existing:
-                self._clear()
-            with atomic_write(self.state / RUN, "w") as f:
-                run = {"tool": "autodistill-metaclip", "settings": self.settings}
-                json.dump({**run, "classes": self.classes}, f, indent=1)
+                self._clear(ours)
+            self.decisions = read_decisions(self.output)
+            done = earlier.get("done") if self.resume else None
+            store = earlier.get("store") if earlier.get("settings") == self.settings else None
+            self._run = {"tool": "autodistill-metaclip", "settings": self.settings,
+                         "classes": self.classes, "store": store, "done": done}  # fmt: skip
+            self._save_run()
         except BaseException:
             release_lock(self._lock)
             if new_state:
                 shutil.rmtree(self.state, ignore_errors=True)
             raise
         return self
+
+    def __exit__(self, *_: Any) -> None:
+        release_lock(self._lock)
 
     def _refuse_links(self) -> None:
         """Refuse symbolic links planted where this tool writes or removes files."""
@@ -184,35 +184,211 @@ class DatasetFolder:
         for path in places:
             refuse_link(path)
 
-    def __exit__(self, error_type: Any, *_: Any) -> None:
-        try:
-            if error_type is not None and not issubclass(error_type, OSError):
-                self._flush()  # keep what was predicted before an interruption
-        finally:
-            release_lock(self._lock)
+    # the state --------------------------------------------------------------------------------
 
-    # phase 1: record -------------------------------------------------------------------
+    def store(self, identity: dict[str, Any] | None = None) -> EmbeddingStore:
+        """The store of this run's embeddings: of ``identity`` (created if new), or without it
+        the one the run recorded (:func:`~.state.open_store`)."""
+        if identity is None:
+            return open_store(self.output, self._run)
+        source = {name: self.settings[name] for name in ("input_folder", "extensions", "recursive")}
+        name = identity_name(identity, source)
+        make_folders(self.state, f"{EMBEDDINGS}/{name}")
+        store = EmbeddingStore.open(self.state / EMBEDDINGS / name, identity, source)
+        if self._run.get("store") != name:
+            self._run["store"] = name
+            self._save_run()
+        return store
 
-    def todo(self, files: Sequence[SourceFile]) -> list[SourceFile]:
-        """The files to predict: new, changed (another stamp), failed, or labelled without a
-        kept embedding. Rows of files no longer listed are dropped."""
-        listed = {f.key for f in files}
-        self.rows = {k: r for k, r in self.rows.items() if k in listed}
+    def stage(self, key: str, stamp: str, data: bytes) -> None:
+        """Keep the classified bytes of an image until the layout moves them into place."""
+        make_folders(self.state, STAGED)
+        with atomic_write(self._staged(key, stamp)) as f:
+            f.write(data)
+
+    @property
+    def complete(self) -> bool:
+        """Whether the earlier run finished its layout."""
+        return self._run.get("done") is not None
+
+    def leaders(
+        self, files: Sequence[SourceFile], store: EmbeddingStore | None = None
+    ) -> dict[str, str]:
+        """The key of the near-duplicate group leader of each embedded file, at the run's
+        threshold; from the run's store unless ``store`` is given."""
+        store = store if store is not None else self.store()
+        return group_leaders(store, files, self.settings["near_duplicates"])
+
+    def finished(self, digest: str) -> bool:
+        """Whether the earlier run completed from exactly what ``digest`` sums up."""
+        return self._run.get("done") == digest
+
+    def current(self, files: Sequence[SourceFile]) -> LabelRun | None:
+        """The dataset as the earlier run wrote it, from its manifest (nothing is written);
+        ``None`` if the manifest does not hold a valid row of each of ``files``."""
+        if list(self.rows) != [f.key for f in files]:
+            return None
+        copies = {key: relative for relative, (key, _) in read_journal(self.output).items()}
+        return self._dataset(self.rows, copies)
+
+    # the layout -------------------------------------------------------------------------------
+
+    def write(
+        self,
+        files: Sequence[SourceFile],
+        rows: dict[str, dict[str, str]],
+        leaders: dict[str, str],
+        *,
+        review: bool,
+        fetch: Fetch | None = None,
+        done: str | None = None,
+    ) -> LabelRun:
+        """Decide the splits, write the folders, copies, manifest and class list (and, with
+        ``review``, the review page); ``done``: the digest a later resume compares.
+
+        Args:
+            files: The listed inputs (the manifest's order).
+            rows: Every listed input's manifest row (:func:`~.derive.derive_rows`).
+            leaders: The key of each readable image's near-duplicate group leader.
+            review: Also write the review page.
+            fetch: Reads an image again when no kept bytes or copy of it exist.
+            done: What this run was made from (``None``: a later resume redoes the layout).
+        """
+        self.rows = rows
+        self._run["done"] = None  # until the layout is whole
+        self._save_run()
+        self._gather_bytes(fetch)
+        names = file_names([f.key for f in files])
+        labelled = sorted(k for k, r in rows.items() if r["status"] == Status.LABELED)
+        chosen = splits.assign(  # by the model's class: a human's correction moves no split
+            labelled,
+            [model_class(rows[k]) for k in labelled],
+            [leaders.get(k, k) for k in labelled],
+            check_split(self.settings["split"]),
+            seed=self.settings["seed"],
+        )
+        planned = {}
+        for key, index in zip(labelled, chosen.tolist(), strict=True):
+            row = rows[key]
+            row["split"] = self.splits[index] if row["decided"] != Decision.EXCLUDED else ""
+            if row["split"]:
+                planned[f"{row['split']}/{self.folders[row['class']]}/{names[key]}"] = key
+        for row in rows.values():
+            if row["status"] != Status.LABELED:
+                row["split"] = ""
+        self._write_copies(planned)
+        write_rows(self.output / MANIFEST, [rows[f.key] for f in files if f.key in rows])
+        ordered = sorted(self.classes, key=lambda c: self.folders[c])
+        with atomic_write(self.output / CLASSES_FILE, "w") as f:
+            f.write("".join(f"{name}\n" for name in ordered))
+        log_summary(rows.values(), self.output)
+        if review:
+            write_review(self.output)
+        self._run["done"] = done
+        self._save_run()
+        return self._dataset(rows, {key: relative for relative, key in planned.items()})
+
+    def _dataset(self, rows: dict[str, dict[str, str]], copies: dict[str, str]) -> LabelRun:
+        ordered = sorted(self.classes, key=lambda c: self.folders[c])
+        index = {name: i for i, name in enumerate(ordered)}
+        paths = {key: str(self.output / relative) for key, relative in copies.items()}
+        dataset = sv.ClassificationDataset(
+            classes=ordered,
+            images=list(paths.values()),
+            annotations={
+                path: sv.Classifications(
+                    class_id=np.array([index[rows[key]["class"]]]),
+                    confidence=np.array([float(rows[key]["confidence"])], np.float32),
+                )
+                for key, path in paths.items()
+            },
+        )
+        return LabelRun(dataset, summarize_rows(rows.values()))
+
+    def _gather_bytes(self, fetch: Fetch | None) -> None:
+        """Have the bytes of every image the dataset will hold: kept, or an earlier copy, or
+        read again (``fetch``, checked against the embedded hash); an image whose bytes cannot
+        be had any more becomes a failed row, saying why."""
         copies = self._copies(read_journal(self.output))
-        return [f for f in files if not self._done(f, copies)]
+        for key, row in self.rows.items():
+            if row["status"] != Status.LABELED:
+                continue
+            stamp = row["stamp"]
+            if self._staged(key, stamp).is_file() or (key, stamp) in copies:
+                continue
+            data = fetch(key) if fetch is not None else None
+            if data is None:
+                row.update(new_row(key, stamp, status=Status.FAILED,
+                                   error=f"{key!r}: changed or gone since it was embedded; "
+                                   "label() again to embed it"))  # fmt: skip
+            else:
+                self.stage(key, stamp, data)
 
-    def _done(self, file: SourceFile, copies: dict[tuple[str, str], Path]) -> bool:
-        row = self.rows.get(file.key)
-        if row is None or row["stamp"] != file.stamp or row["status"] == Status.FAILED:
-            return False
-        if row["status"] == Status.UNLABELED:
-            return True
-        kept = self._staged(file.key).is_file() or (file.key, file.stamp) in copies
-        return file.key in self.vectors and kept
+    def _write_copies(self, planned: dict[str, str]) -> None:
+        """Journal first (what this tool may have written, and from which file); then move
+        each copy into place: an earlier copy of the same file (moved aside first, so no rename
+        can land on a copy still needed), the kept bytes, or the bytes read again; then forget
+        the rest. The bytes of excluded images stay kept, so a correction can bring them
+        back."""
+        written = read_journal(self.output)
+        wanted = {relative: [key, self.rows[key]["stamp"]] for relative, key in planned.items()}
+        copies = self._copies(written)
+        moving = {
+            relative: key
+            for relative, key in planned.items()
+            if written.get(relative) != wanted[relative]
+            or not (
+                (self.output / relative).is_file() and not (self.output / relative).is_symlink()
+            )
+        }
+        aside = {k for k, r in self.rows.items() if r["decided"] == Decision.EXCLUDED}
+        needed = [*moving.values(), *aside]
+        save_journal(self.output, {**written, **wanted})
+        for split in self.splits:
+            for folder in self.folders.values():
+                make_folders(self.output, f"{split}/{folder}")
+        for key in needed:
+            stamp = self.rows[key]["stamp"]
+            earlier = copies.get((key, stamp))
+            if not self._staged(key, stamp).is_file() and earlier is not None:
+                make_folders(self.state, STAGED)
+                os.replace(earlier, self._staged(key, stamp))
+        for relative in written.keys() - wanted.keys():
+            remove_ours(self.output / relative)
+        for relative, key in moving.items():
+            refuse_link(self.output / relative)
+            os.replace(self._staged(key, self.rows[key]["stamp"]), self.output / relative)
+        save_journal(self.output, wanted)
+        keep = {self._staged(key, self.rows[key]["stamp"]).name for key in aside}
+        staged_folder = self.state / STAGED
+        for stale in staged_folder.iterdir() if staged_folder.is_dir() else ():
+            if stale.name not in keep:
+                remove_ours(stale)  # bytes of images no longer labelled
+        self._remove_empty_folders()
 
-    def _staged(self, key: str) -> Path:
-        """Where the classified bytes of ``key`` wait for the layout."""
-        return self.state / STAGED / hashlib.sha256(key.encode("utf-8")).hexdigest()[:40]
+    def _remove_empty_folders(self) -> None:
+        """Empty class folders of classes no longer used, and empty split folders of the other
+        layout (a reader would count them as classes)."""
+        wanted = {(s, f) for s in self.splits for f in self.folders.values()}
+        for split in sorted(ALL_SPLITS):
+            top = self.output / split
+            if not top.is_dir() or top.is_symlink():
+                continue
+            for folder in top.iterdir():
+                if (
+                    folder.is_dir()
+                    and not folder.is_symlink()
+                    and (split, folder.name) not in wanted
+                ):
+                    if not any(folder.iterdir()):
+                        folder.rmdir()
+            if split not in self.splits and not any(top.iterdir()):
+                top.rmdir()
+
+    def _staged(self, key: str, stamp: str) -> Path:
+        """Where the classified bytes of ``key`` (at ``stamp``) wait for the layout."""
+        name = hashlib.sha256(f"{key}\x00{stamp}".encode()).hexdigest()[:40]
+        return self.state / STAGED / name
 
     def _copies(self, written: dict[str, list[str]]) -> dict[tuple[str, str], Path]:
         """The copies an earlier layout left, by ``(key, stamp)``: plain files only."""
@@ -223,152 +399,20 @@ class DatasetFolder:
                 copies[key, stamp] = path
         return copies
 
-    def record(self, file: SourceFile, prediction: Prediction) -> None:
-        """Keep one prediction of ``file`` (appended to disk in chunks) and, if it is labelled,
-        the bytes it was made from (``keep_data=True``)."""
-        self.add(file, prediction_cells(prediction), prediction.embedding, prediction.data)
+    # an earlier run ---------------------------------------------------------------------------
 
-    def add(
-        self,
-        file: SourceFile,
-        cells: dict[str, str],
-        vector: np.ndarray | None = None,
-        data: bytes | None = None,
-    ) -> None:
-        """Keep one result: the manifest ``cells`` it decided (:func:`prediction_cells`); a
-        labelled one needs the ``vector`` and the ``data`` it was classified from (the
-        dataset's copy)."""
-        labeled = cells["status"] == Status.LABELED
-        if labeled:
-            if vector is None or data is None:
-                raise ValueError(f"{file.key!r}: a labelled result needs its vector and data")
-            make_folders(self.state, STAGED)
-            with atomic_write(self._staged(file.key)) as f:
-                f.write(data)
-        row = new_row(file.key, file.stamp, **cells)
-        self.rows[file.key] = row
-        self.fresh.add(file.key)
-        self._pending.rows.append(row)
-        if labeled and vector is not None:
-            self.vectors[file.key] = vector
-            self._pending.keys.append(file.key)
-            self._pending.vectors.append(vector)
-        if len(self._pending.rows) >= _CHUNK:
-            self._flush()
+    def _save_run(self) -> None:
+        with atomic_write(self.state / RUN, "w") as f:
+            json.dump(self._run, f, indent=1)
 
-    def _flush(self) -> None:
-        """Embeddings first, then their rows: a row on disk always has its embedding."""
-        pending, self._pending = self._pending, _Pending([], [], [])
-        if pending.keys:
-            append_embeddings(self.output, pending.keys, pending.vectors)
-        if pending.rows:
-            append_rows(self.output / MANIFEST, pending.rows)
-
-    # phases 2 and 3: split and layout --------------------------------------------------
-
-    def write(self, files: Sequence[SourceFile], *, review: bool) -> LabelRun:
-        """Decide the splits, write the folders, copies, manifest and class list (and, with
-        ``review``, the review page)."""
-        self._flush()
-        names = file_names([f.key for f in files])
-        labelled = sorted(k for k, r in self.rows.items() if r["status"] == Status.LABELED)
-        chosen = splits.assign(  # by the model's class: a human's correction moves no split
-            [model_class(self.rows[k]) for k in labelled],
-            np.array([self.vectors[k] for k in labelled] or np.zeros((0, 1)), np.float32),
-            check_split(self.settings["split"]),
-            seed=self.settings["seed"],
-            threshold=self.settings["near_duplicates"],
-        )
-        planned = {}
-        for key, index in zip(labelled, chosen, strict=True):
-            row = self.rows[key]
-            row["split"] = self.splits[index] if row["decided"] != Decision.EXCLUDED else ""
-            if row["split"]:
-                planned[f"{row['split']}/{self.folders[row['class']]}/{names[key]}"] = key
-        for row in self.rows.values():
-            if row["status"] != Status.LABELED:
-                row["split"] = ""
-        self._write_copies(planned)
-        ordered = sorted(self.classes, key=lambda c: self.folders[c])
-        write_rows(self.output / MANIFEST, [self.rows[f.key] for f in files if f.key in self.rows])
-        with atomic_write(self.output / CLASSES_FILE, "w") as f:
-            f.write("".join(f"{name}\n" for name in ordered))
-        log_summary(self.rows.values(), self.output)
-        if review:
-            write_review(self.output)
-        index = {name: i for i, name in enumerate(ordered)}
-        paths = {key: str(self.output / relative) for relative, key in planned.items()}
-        dataset = sv.ClassificationDataset(
-            classes=ordered,
-            images=list(paths.values()),
-            annotations={
-                paths[key]: sv.Classifications(
-                    class_id=np.array([index[self.rows[key]["class"]]]),
-                    confidence=np.array([float(self.rows[key]["confidence"])], np.float32),
-                )
-                for key in paths
-            },
-        )
-        return LabelRun(dataset, summarize_rows(self.rows.values()))
-
-    def _write_copies(self, planned: dict[str, str]) -> None:
-        """Journal first (what this tool may have written, and from which file); then move
-        each copy into place: the kept bytes, or an earlier copy of the same file (moved aside
-        first, so no rename can land on a copy still needed); then forget the rest. The bytes
-        of excluded images stay kept, so a correction can bring them back."""
-        written = read_journal(self.output)
-        wanted = {relative: [key, self.rows[key]["stamp"]] for relative, key in planned.items()}
-        copies = self._copies(written)
-        moving = {}
-        for relative, key in planned.items():
-            target = self.output / relative
-            if written.get(relative) != wanted[relative] or key in self.fresh:
-                moving[relative] = key
-            elif not (target.is_file() and not target.is_symlink()):
-                moving[relative] = key
-        aside = {k for k, r in self.rows.items() if r["decided"] == Decision.EXCLUDED}
-        missing = [
-            key
-            for key in [*moving.values(), *aside]
-            if not self._staged(key).is_file() and (key, self.rows[key]["stamp"]) not in copies
-        ]
-        if missing:  # checked before anything moves
-            raise FileNotFoundError(
-                f"output_folder: the copies of {len(missing)} images ({missing[0]!r}, ...) are "
-                "gone; run label() again with resume=True to read them again"
-            )
-        save_journal(self.output, {**written, **wanted})
-        for split in self.splits:
-            for folder in self.folders.values():
-                make_folders(self.output, f"{split}/{folder}")
-        for key in {*moving.values(), *aside}:
-            earlier = copies.get((key, self.rows[key]["stamp"]))
-            if not self._staged(key).is_file() and earlier is not None:
-                make_folders(self.state, STAGED)
-                os.replace(earlier, self._staged(key))
-        for relative in written.keys() - wanted.keys():
-            remove_ours(self.output / relative)
-        for relative, key in moving.items():
-            refuse_link(self.output / relative)
-            os.replace(self._staged(key), self.output / relative)
-        save_journal(self.output, wanted)
-        staged_folder = self.state / STAGED
-        keep = {self._staged(key).name for key in aside}
-        for stale in staged_folder.iterdir() if staged_folder.is_dir() else ():
-            if stale.name not in keep:
-                remove_ours(stale)  # bytes of images no longer labelled
-
-    # state of an earlier run ------------------------------------------------------------
-
-    def _check_same_run(self) -> None:
-        try:
-            earlier = read_run(self.output)["settings"]
-        except ValueError as e:
-            raise ArgumentError("resume", f"cannot read the earlier run's settings ({e})") from e
+    def _check_same_run(self, earlier: dict[str, Any]) -> None:
+        settings = earlier.get("settings")
+        if not isinstance(settings, dict):
+            raise ArgumentError("resume", "cannot read the earlier run's settings")
         differences = [
-            f"{name} {earlier.get(name)!r} -> {value!r}"
+            f"{name} {settings.get(name)!r} -> {value!r}"
             for name, value in self.settings.items()
-            if earlier.get(name) != value
+            if settings.get(name) != value
         ]
         if differences:
             raise ArgumentError(
@@ -380,9 +424,8 @@ class DatasetFolder:
             )
 
     def _load(self) -> None:
-        """Rows that pass validation, and the embeddings kept for them; leftovers removed."""
+        """The earlier rows that pass validation; leftovers of a killed run removed."""
         remove_leftovers(self.output, self.splits)
-        self.vectors.update(read_embeddings(self.output))
         valid = set(self.splits) | {""}
         for key, row in read_manifest(self.output / MANIFEST).items():
             if valid_row(row, set(self.classes), valid):
@@ -390,10 +433,10 @@ class DatasetFolder:
             else:
                 logger.info("manifest row of %r is incomplete or invalid: redone", key)
 
-    def _clear(self) -> None:
-        """``overwrite``: remove what this tool wrote; refuse anything else in split folders."""
+    def _clear(self, ours: bool) -> None:
+        """``overwrite``: remove what this tool wrote but its cache (embeddings, copies it can
+        move, kept bytes) and the human decisions; refuse anything else in split folders."""
         written = read_journal(self.output)
-        ours = (self.state / RUN).is_file()
         foreign = [
             name
             for name in (MANIFEST, CLASSES_FILE, REVIEW_FILE)
@@ -415,14 +458,6 @@ class DatasetFolder:
                 f"{str(self.output)!r} holds files this tool did not write where it writes "
                 f"({shown}); move them away or choose another output_folder",
             )
-        for split in ALL_SPLITS:
-            if (self.output / split).is_dir():
-                shutil.rmtree(self.output / split)  # only this tool's files, checked above
         for name in (MANIFEST, CLASSES_FILE, REVIEW_FILE):
             remove_ours(self.output / name)
-        for name in (EMBEDDINGS, STAGED, JOURNAL, RUN):
-            target = self.state / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            else:
-                target.unlink(missing_ok=True)
+        (self.state / RUN).unlink(missing_ok=True)

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 
 from autodistill_metaclip.inputs.files import PARTIAL_PREFIX
-from autodistill_metaclip.labeling.state import EMBEDDINGS, STAGED, STATE
+from autodistill_metaclip.labeling.state import STAGED, STATE
 
 _LEFTOVER = re.compile(rf"^{re.escape(PARTIAL_PREFIX)}[0-9a-f]{{16}}-")
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
@@ -86,7 +86,7 @@ def foreign_entries(output: Path, split: str) -> list[str]:
 
 def remove_leftovers(output: Path, split_names: Iterable[str]) -> None:
     """Temporary files of a run that was killed, where this tool writes (never elsewhere)."""
-    folders = [output, output / STATE, output / STATE / EMBEDDINGS, output / STATE / STAGED]
+    folders = [output, output / STATE, output / STATE / STAGED]
     for split in dict.fromkeys(split_names):
         if (output / split).is_dir() and not (output / split).is_symlink():
             folders += [p for p in (output / split).iterdir() if p.is_dir() and not p.is_symlink()]

@@ -15,7 +15,7 @@ import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 from autodistill_metaclip.errors import ArgumentError, ArgumentTypeError
 
@@ -34,7 +34,9 @@ class LabelOptions:
         seed: Seed of the split.
         split: Fractions for train, valid and test, summing to 1; kept per class.
         layout: ``"valid"`` (autodistill's split names) or ``"val"`` (ultralytics, ImageNet).
-        near_duplicates: Images at least this cosine-similar share a split; ``None`` turns the
+        near_duplicates: Images at least this cosine-similar to their group's first image share
+            a split; ``"auto"``: the checkpoint's own threshold
+            (:attr:`~autodistill_metaclip.Checkpoint.near_duplicates`); ``None`` turns the
             grouping off.
         recursive: Also label images in subfolders.
         follow_links: Follow symbolic links wherever they lead; by default only to files inside
@@ -50,7 +52,7 @@ class LabelOptions:
     seed: int = 0
     split: Split = (0.7, 0.15, 0.15)
     layout: str = "valid"
-    near_duplicates: float | None = 0.98
+    near_duplicates: float | Literal["auto"] | None = "auto"
     recursive: bool = False
     follow_links: bool = False
     overwrite: bool = False
@@ -103,7 +105,6 @@ class LabelOptions:
             "seed": self.seed,
             "split": list(self.split),
             "layout": self.layout,
-            "near_duplicates": self.near_duplicates,
             "recursive": self.recursive,
             "follow_links": self.follow_links,
         }
@@ -140,13 +141,13 @@ def check_split(split: Any) -> Split:
     return values[0], values[1], values[2]
 
 
-def check_threshold(threshold: Any) -> float | None:
-    """``None`` (no near-duplicate grouping) or a cosine in (0, 1]."""
-    if threshold is None:
-        return None
+def check_threshold(threshold: Any) -> float | Literal["auto"] | None:
+    """``None`` (no near-duplicate grouping), ``"auto"`` or a cosine in (0, 1]."""
+    if threshold is None or threshold == "auto":
+        return threshold
     if isinstance(threshold, bool) or not _is_number(threshold):
         raise ArgumentTypeError(
-            "near_duplicates", f"expected a cosine or None, but got {threshold!r}"
+            "near_duplicates", f"expected a cosine, 'auto' or None, but got {threshold!r}"
         )
     if not 0 < float(threshold) <= 1:
         raise ArgumentError(

@@ -24,17 +24,20 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from autodistill_metaclip.errors import ImageLoadError
-from autodistill_metaclip.index.neighbours import members_of
 from autodistill_metaclip.inputs import sources
 from autodistill_metaclip.inputs.files import atomic_write
 from autodistill_metaclip.inputs.images import load_image
-from autodistill_metaclip.labeling import splits
+from autodistill_metaclip.inputs.sources import SourceFile
 from autodistill_metaclip.labeling.manifest import MANIFEST, model_class, read_manifest, top_classes
 from autodistill_metaclip.labeling.options import LAYOUTS
-from autodistill_metaclip.labeling.state import REVIEW_FILE, read_embeddings, read_journal, read_run
+from autodistill_metaclip.labeling.state import (
+    REVIEW_FILE,
+    group_leaders,
+    open_store,
+    read_journal,
+    read_run,
+)
 from autodistill_metaclip.results import Status
 
 THUMBNAIL = 96
@@ -96,6 +99,7 @@ def review_data(folder: Path, *, thumbnail: int = THUMBNAIL) -> dict[str, Any]:
                 "error": row["error"],
                 "top": top,
                 "decided": row["decided"],
+                "stamp": row["stamp"],
                 "copy": copies.get(row["image"], ""),
             }
         )
@@ -115,7 +119,7 @@ def review_data(folder: Path, *, thumbnail: int = THUMBNAIL) -> dict[str, Any]:
         "counts": counts,
         "images": images,
         "confusions": _confusions(images),
-        "duplicates": _duplicates(folder, images, settings.get("near_duplicates") or 0.98),
+        "duplicates": _duplicates(folder, run, images),
     }
 
 
@@ -159,17 +163,25 @@ def _confusions(images: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(groups, key=lambda g: (-len(g["images"]), g["pair"]))
 
 
-def _duplicates(folder: Path, images: list[dict[str, Any]], threshold: float) -> list[Any]:
-    """Near-duplicate groups of labelled images (the run's threshold), cross-split ones first."""
-    vectors = read_embeddings(folder)
-    members = [n for n, image in enumerate(images) if image["key"] in vectors]
-    if len(members) < 2:
+def _duplicates(folder: Path, run: dict[str, Any], images: list[dict[str, Any]]) -> list[Any]:
+    """Near-duplicate groups of the readable images (the run's threshold), those whose labelled
+    members cross splits first."""
+    if run["settings"].get("near_duplicates") is None:
         return []
-    matrix = np.array([vectors[images[n]["key"]] for n in members], np.float32)
+    try:
+        store = open_store(folder, run)
+    except ValueError:
+        return []  # a dataset without embeddings to group
+    files = [SourceFile(i["key"], "", i["stamp"]) for i in images if i["status"] != Status.FAILED]
+    leaders = group_leaders(store, files, run["settings"]["near_duplicates"])
+    number = {image["key"]: n for n, image in enumerate(images)}
+    groups: dict[str, list[int]] = defaultdict(list)
+    for key, leader in leaders.items():
+        groups[leader].append(number[key])
     found = []
-    for group in members_of(splits.near_duplicate_groups(matrix, threshold)):
-        if len(group) > 1:
-            numbers = [members[i] for i in group]
-            crossing = len({images[n]["split"] for n in numbers}) > 1
-            found.append({"images": numbers, "cross": crossing})
-    return sorted(found, key=lambda g: (not g["cross"], -len(g["images"])))
+    for members in groups.values():
+        if len(members) > 1:
+            members.sort()
+            crossing = len({images[n]["split"] for n in members if images[n]["split"]}) > 1
+            found.append({"images": members, "cross": crossing})
+    return sorted(found, key=lambda g: (not g["cross"], -len(g["images"]), g["images"][0]))

@@ -1,4 +1,4 @@
-"""``label()``: list a folder, predict what is not done yet, write the dataset.
+"""``label()``: embed what the folder's store lacks, derive the dataset from the embeddings.
 
 Layout written (``layout="val"`` names the middle split ``val``, as ultralytics and ImageNet do)::
 
@@ -10,15 +10,20 @@ Layout written (``layout="val"`` names the middle split ``val``, as ultralytics 
       train/<class>/<image>        every class has its folder in every split, empty ones too
       valid/<class>/<image>
       test/<class>/<image>
-      .autodistill-metaclip/       this tool's state: run.json, the lock, what it wrote, embeddings
+      .autodistill-metaclip/       this tool's state: run.json, the lock, the embeddings store,
+                                   the human decisions, what it wrote
 
-Input files are never read twice, so a file swapped during a run cannot enter the dataset
-under another file's label; a symbolic link is followed only if it leads to a file inside
-``input_folder`` (``follow_links=True``: anywhere).
+The model runs only on images the store does not hold at their current stamp: a resume, an
+added image, or another ontology, confidence, seed, split, layout or near-duplicate threshold
+(``overwrite=True``) re-derive the rest from the embeddings. Each input is read once when it is
+embedded, so a file swapped during a run cannot enter the dataset under another file's label; a
+symbolic link is followed only if it leads to a file inside ``input_folder``
+(``follow_links=True``: anywhere).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -26,16 +31,21 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import supervision as sv
 from tqdm.auto import tqdm
 
-from autodistill_metaclip.errors import ArgumentError
+from autodistill_metaclip.engine.checkpoints import near_duplicate_default
+from autodistill_metaclip.errors import ArgumentError, ImageLoadError
+from autodistill_metaclip.index.store import EmbeddingStore, model_identity
 from autodistill_metaclip.inputs import sources
+from autodistill_metaclip.labeling.derive import derive_rows
 from autodistill_metaclip.labeling.folder import DatasetFolder, LabelRun
 from autodistill_metaclip.labeling.options import LabelOptions
-from autodistill_metaclip.labeling.state import run_settings
-from autodistill_metaclip.results import Classifier
+from autodistill_metaclip.labeling.state import run_digest, run_settings
+from autodistill_metaclip.results import Classifier, Status
 
+_CHUNK = 256  # embeddings kept together: at most this many are redone after a kill
 logger = logging.getLogger(__name__)
 
 
@@ -50,8 +60,7 @@ def label_folder(
     """Label every image in ``input_folder`` and write a classification dataset.
 
     Args:
-        model: A model with an ontology (``MetaCLIP``): its ``classes``, ``spec`` and
-            ``iter_predictions`` are used.
+        model: A model with an ontology (``MetaCLIP``).
         input_folder: Folder to label, or a filesystem URI (``s3://bucket/photos``, see
             :mod:`autodistill_metaclip.inputs.sources`); never modified.
         extension: ``".jpg"``, a list of suffixes (case-insensitive), or ``None`` for every
@@ -84,7 +93,8 @@ def label_run(
     classes = model.classes
     if not classes:
         raise ArgumentError("ontology", "label() needs one, but this model has ontology=None")
-    settings = run_settings(model.spec, input_folder, extension, chosen)
+    threshold = near_duplicates(chosen, model.spec.checkpoint)
+    settings = run_settings(model.spec, input_folder, extension, chosen, threshold)
     source_root = os.fspath(input_folder)
     output = output_path(source_root, output_folder)
     files = sources.list_images(
@@ -97,18 +107,100 @@ def label_run(
     with DatasetFolder(
         output, settings, classes, overwrite=chosen.overwrite, resume=chosen.resume
     ) as folder:
-        todo = folder.todo(files)
-        if len(todo) < len(files):
-            logger.info(
-                "resuming: %d of %d images already done", len(files) - len(todo), len(files)
+        store = folder.store(model_identity(model))
+        failures = _embed_missing(model, store, folder, files, chosen)
+        done = run_digest(settings, classes, files, failures, folder.decisions)
+        current = folder.current(files) if folder.finished(done) else None
+        if current is not None:
+            logger.info("nothing changed since the run in %s", output)
+            return current
+        rows = store.rows(files)
+        manifest, dropped = derive_rows(
+            files, rows, store.vectors, model.probabilities, classes, chosen.confidence,
+            failures, folder.decisions,
+        )  # fmt: skip
+        if dropped:
+            logger.warning(
+                "%d human decisions no longer apply (their file changed, their class is gone, "
+                "or the image is not labelled now): %s",
+                len(dropped),
+                ", ".join(map(repr, dropped[:10])),
             )
-        predictions = model.iter_predictions(todo, chosen.confidence, keep_data=True)
-        bar = tqdm(total=len(todo), desc="Labeling", unit="img", disable=not chosen.progress)
-        with bar, closing(predictions):
+        return folder.write(
+            files, manifest, folder.leaders(files, store), review=chosen.review,
+            fetch=_refetch(files, store), done=done,
+        )  # fmt: skip
+
+
+def near_duplicates(options: LabelOptions, checkpoint: str) -> float | None:
+    """The run's near-duplicate threshold: the option, or the checkpoint's default."""
+    if options.near_duplicates == "auto":
+        return near_duplicate_default(checkpoint)
+    return options.near_duplicates
+
+
+def _embed_missing(
+    model: Classifier,
+    store: EmbeddingStore,
+    folder: DatasetFolder,
+    files: Sequence[sources.SourceFile],
+    options: LabelOptions,
+) -> dict[str, str]:
+    """Run the model on the files the store lacks, keeping each embedding (in chunks) and the
+    bytes of each image labelled now; returns why each unreadable file failed."""
+    todo = [f for f in files if store.find(f.key, f.stamp) < 0]
+    if len(todo) < len(files):
+        logger.info("%d of %d images are embedded already", len(files) - len(todo), len(files))
+    failures: dict[str, str] = {}
+    pending: list[tuple[str, str, bytes, np.ndarray]] = []
+
+    def keep() -> None:
+        if pending:
+            keys, stamps, digests, vectors = zip(*pending, strict=True)
+            store.append(keys, stamps, digests, np.stack(vectors))
+            pending.clear()
+
+    predictions = model.iter_predictions(todo, options.confidence, keep_data=True)
+    bar = tqdm(total=len(todo), desc="Labeling", unit="img", disable=not options.progress)
+    with bar, closing(predictions):
+        try:
             for prediction in predictions:
-                folder.record(todo[prediction.index], prediction)
+                file = todo[prediction.index]
+                if prediction.embedding is None or prediction.data is None:
+                    failures[file.key] = str(prediction.error)
+                else:
+                    if prediction.status == Status.LABELED:  # its bytes first, then its embedding
+                        folder.stage(file.key, file.stamp, prediction.data)
+                    digest = hashlib.sha256(prediction.data).digest()
+                    pending.append((file.key, file.stamp, digest, prediction.embedding))
+                    if len(pending) >= _CHUNK:
+                        keep()
                 bar.update()
-        return folder.write(files, review=chosen.review)
+        finally:
+            keep()  # what was embedded before an interruption is kept
+    return failures
+
+
+def _refetch(files: Sequence[sources.SourceFile], store: EmbeddingStore) -> Any:
+    """Read an image again for the dataset, if its bytes are still the ones embedded."""
+    by_key = {f.key: f for f in files}
+
+    def fetch(key: str) -> bytes | None:
+        file = by_key.get(key)
+        row = store.find(key, file.stamp) if file is not None else -1
+        if file is None or row < 0:
+            return None
+        try:
+            data = sources.read(file)
+        except ImageLoadError as e:
+            logger.warning("cannot read %r again for the dataset: %s", key, e)
+            return None
+        if hashlib.sha256(data).digest() != bytes(store.digests[row]):
+            logger.warning("%r changed since it was embedded; label() again to embed it", key)
+            return None
+        return data
+
+    return fetch
 
 
 def output_path(source_root: str, output_folder: str | os.PathLike[str] | None) -> Path:

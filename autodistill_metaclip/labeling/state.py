@@ -1,38 +1,42 @@
 """What a run keeps in ``output_folder/.autodistill-metaclip/``, and the readers of it.
 
-- ``run.json``: the run's settings (:func:`run_settings`, compared on ``resume``) and classes;
+- ``run.json``: the run's settings (:func:`run_settings`, compared on ``resume``), classes,
+  store, and the digest of what a finished run was made from (:func:`run_digest`);
 - ``written.json``: the journal of the copies this tool wrote (``{relative path: [key,
   stamp]}``): nothing else in the split folders is ever touched;
-- ``embeddings/chunk-*.npz``: the embeddings of the labelled images, appended in chunks;
+- ``embeddings/<model and source>/``: the embedding store of every readable image
+  (:mod:`autodistill_metaclip.index.store`), one per model identity and input folder;
+- ``decisions.json``: the human corrections, kept by ``overwrite`` too;
 - ``staged/``: the classified bytes of each image, until the layout moves them into place;
 - ``lock``: held by the one process that writes the folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import numpy as np
-
 from autodistill_metaclip.engine.ontology import ontology_identity
 from autodistill_metaclip.errors import ArgumentError
+from autodistill_metaclip.index.store import DATASET_STORES, EmbeddingStore
 from autodistill_metaclip.inputs import sources
 from autodistill_metaclip.inputs.files import atomic_write, read_file
+from autodistill_metaclip.inputs.sources import SourceFile
 from autodistill_metaclip.labeling.manifest import MANIFEST, STATUSES, Decision, read_manifest
 from autodistill_metaclip.labeling.options import LAYOUTS, LabelOptions
 from autodistill_metaclip.results import Status
 
-STATE = ".autodistill-metaclip"
+STATE, EMBEDDINGS = DATASET_STORES
 RUN = "run.json"
 JOURNAL = "written.json"
 STAGED = "staged"
-EMBEDDINGS = "embeddings"
 CLASSES_FILE = "classes.txt"
 REVIEW_FILE = "review.html"
 ALL_SPLITS = frozenset(name for names in LAYOUTS.values() for name in names)
@@ -43,10 +47,15 @@ logger = logging.getLogger(__name__)
 
 
 def run_settings(
-    spec: Any, input_folder: str | os.PathLike[str], extension: Any, options: LabelOptions
+    spec: Any,
+    input_folder: str | os.PathLike[str],
+    extension: Any,
+    options: LabelOptions,
+    near_duplicates: float | None,
 ) -> dict[str, Any]:
     """Everything that makes a run the same run (compared on ``resume``): the package version,
-    the model's ``spec``, the input, and the options of :meth:`LabelOptions.identity`."""
+    the model's ``spec``, the input, the options of :meth:`LabelOptions.identity`, and the
+    near-duplicate threshold the run uses (the checkpoint's default for ``"auto"``)."""
     from autodistill_metaclip import __version__
 
     location = os.fspath(input_folder)
@@ -59,6 +68,7 @@ def run_settings(
         "prompt_templates": list(spec.prompt_templates or []),
         "ontology": ontology_identity(spec.ontology),
         **options.identity(),
+        "near_duplicates": near_duplicates,
     }
 
 
@@ -115,25 +125,88 @@ def inside_splits(relative: Any) -> bool:
     return len(parts) == 3 and parts[0] in ALL_SPLITS and not {".", "..", "/"} & set(parts)
 
 
-def read_embeddings(output: Path) -> dict[str, np.ndarray]:
-    """The embeddings a run kept, by input key (a later chunk wins; unreadable ones skipped)."""
-    vectors: dict[str, np.ndarray] = {}
-    for chunk in sorted((output / STATE / EMBEDDINGS).glob("chunk-*.npz")):
-        try:
-            with np.load(chunk, allow_pickle=False) as data:
-                vectors.update(zip(map(str, data["keys"]), data["vectors"], strict=True))
-        except (OSError, ValueError, KeyError) as e:
-            logger.warning("ignoring an unreadable embedding chunk %s (%s)", chunk, e)
-    return vectors
+def open_store(output: Path, run: dict[str, Any]) -> EmbeddingStore:
+    """The embedding store a run recorded in ``run.json``.
+
+    Raises:
+        ArgumentError: About ``dataset_folder``: the run recorded none (it embedded nothing).
+    """
+    name = run.get("store")
+    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+        raise ArgumentError("dataset_folder", f"{str(output)!r} has no embeddings to work from")
+    return EmbeddingStore.open(output / STATE / EMBEDDINGS / name)
 
 
-def append_embeddings(output: Path, keys: list[str], vectors: list[np.ndarray]) -> None:
-    """Write one more chunk of embeddings, atomically."""
-    chunks = output / STATE / EMBEDDINGS
-    chunks.mkdir(exist_ok=True)
-    number = len(list(chunks.glob("chunk-*.npz")))
-    with atomic_write(chunks / f"chunk-{number:06d}.npz") as f:
-        np.savez(f, keys=np.array(keys, dtype=str), vectors=np.array(vectors))
+def group_leaders(
+    store: EmbeddingStore, files: Iterable[SourceFile], threshold: float | None
+) -> dict[str, str]:
+    """The key of each embedded file's near-duplicate group leader at ``threshold`` (every
+    file its own without one); cached in the store."""
+    rows = store.rows(files)
+    rows = rows[rows >= 0]
+    if threshold is None:
+        return {store.keys[r]: store.keys[r] for r in rows.tolist()}
+    found = store.leaders(rows, threshold)
+    return {
+        store.keys[r]: store.keys[lead]
+        for r, lead in zip(rows.tolist(), found.tolist(), strict=True)
+    }
+
+
+@dataclass(frozen=True)
+class Decided:
+    """A human's decision about one image: its class, or ``None`` to exclude it; it holds
+    while the file keeps its ``stamp``."""
+
+    stamp: str
+    to: str | None
+
+
+DECISIONS = "decisions.json"
+
+
+def read_decisions(output: Path) -> dict[str, Decided]:
+    """The human decisions kept with a dataset, by key (``{}`` if none)."""
+    path = output / STATE / DECISIONS
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(read_file(path, MAX_STATE_BYTES, "dataset_folder"))
+        entries = data["decisions"]
+        decisions = {
+            key: Decided(str(entry["stamp"]), entry["to"])
+            for key, entry in entries.items()
+            if entry["to"] is None or isinstance(entry["to"], str)
+        }
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ArgumentError(
+            "dataset_folder", f"its decisions {str(path)!r} are malformed ({e})"
+        ) from e
+    return decisions
+
+
+def save_decisions(output: Path, decisions: dict[str, Decided]) -> None:
+    """Keep the human decisions with the dataset (they survive ``overwrite``), atomically."""
+    entries = {key: {"stamp": d.stamp, "to": d.to} for key, d in sorted(decisions.items())}
+    with atomic_write(output / STATE / DECISIONS, "w") as f:
+        json.dump({"format": 1, "decisions": entries}, f)
+
+
+def run_digest(
+    settings: dict[str, Any],
+    classes: Sequence[str],
+    files: Sequence[SourceFile],
+    failures: dict[str, str],
+    decisions: dict[str, Decided],
+) -> str:
+    """What a run is made from, summed up: a resume with the same digest has nothing to do."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([settings, list(classes)], sort_keys=True).encode())
+    for file in files:
+        digest.update(f"{file.key}\x00{file.stamp}\x00{failures.get(file.key, '')}\x01".encode())
+    for key, decided in sorted(decisions.items()):
+        digest.update(f"{key}\x00{decided.stamp}\x00{decided.to}\x02".encode())
+    return digest.hexdigest()
 
 
 def summarize(output_folder: str | os.PathLike[str]) -> dict[str, Any]:

@@ -47,9 +47,9 @@ SEED = "expected a non-negative integer, but got"
         ({"near_duplicates": 0}, ArgumentError, rf"^near_duplicates: {COSINE} 0$"),
         ({"near_duplicates": 1.01}, ArgumentError, rf"^near_duplicates: {COSINE} 1\.01$"),
         ({"near_duplicates": True}, ArgumentTypeError,
-         r"^near_duplicates: expected a cosine or None, but got True$"),
+         r"^near_duplicates: expected a cosine, 'auto' or None, but got True$"),
         ({"near_duplicates": "high"}, ArgumentTypeError,
-         r"^near_duplicates: expected a cosine or None, but got 'high'$"),
+         r"^near_duplicates: expected a cosine, 'auto' or None, but got 'high'$"),
         ({"recursive": "yes"}, ArgumentTypeError, rf"^recursive: {BOOLEAN} 'yes'$"),
         ({"follow_links": 1}, ArgumentTypeError, rf"^follow_links: {BOOLEAN} 1$"),
         ({"review": None}, ArgumentTypeError, rf"^review: {BOOLEAN} None$"),
@@ -71,7 +71,7 @@ def test_defaults_and_normalised_values() -> None:
     assert (options.confidence, options.seed, options.split, options.layout) == (
         0.5, 0, (0.7, 0.15, 0.15), "valid",
     )  # fmt: skip
-    assert options.near_duplicates == 0.98 and options.review and options.progress
+    assert options.near_duplicates == "auto" and options.review and options.progress
     assert not (options.recursive or options.follow_links or options.overwrite or options.resume)
     assert options.splits == ("train", "valid", "test")
     assert LabelOptions(layout="val").splits == ("train", "val", "test") == LAYOUTS["val"]
@@ -88,7 +88,6 @@ def test_identity_is_what_makes_a_run_the_same_run() -> None:
         "seed": 0,
         "split": [0.7, 0.15, 0.15],
         "layout": "valid",
-        "near_duplicates": 0.98,
         "recursive": False,
         "follow_links": False,
     }

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from autodistill_metaclip import MetaCLIP, synthetic
-from autodistill_metaclip.labeling.splits import assign, near_duplicate_groups
+from autodistill_metaclip.labeling.splits import assign
 from tests.helpers import SPLITS, TIGHT, copies, manifest, write_inputs
 
 
@@ -136,64 +136,74 @@ def test_byte_copies_share_a_split_without_a_threshold_of_their_own(
         assert len({splits["0000.png"], *(splits[f"copy-{n}.png"] for n in range(5))}) == 1
 
 
-# --- the assignment itself, on vectors made here -------------------------------------------
+# --- the assignment itself, on groups made here --------------------------------------------
 
 
-def _vectors(n: int, seed: int = 0) -> np.ndarray:
-    """``n`` random unit vectors in 64 dimensions: no two near-duplicates."""
-    vectors = np.random.default_rng(seed).standard_normal((n, 64)).astype(np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+def _keys(n: int) -> list[str]:
+    return [f"img-{i:03d}.png" for i in range(n)]
 
 
 def test_assign_deals_each_class_in_proportion() -> None:
-    classes = ["a"] * 20 + ["b"] * 10 + ["c"] * 4
-    chosen = assign(classes, _vectors(34), (0.5, 0.25, 0.25), seed=0, threshold=None)
+    keys, classes = _keys(34), ["a"] * 20 + ["b"] * 10 + ["c"] * 4
+    chosen = assign(keys, classes, keys, (0.5, 0.25, 0.25), seed=0)
     counts = Counter(zip(classes, chosen.tolist(), strict=True))
     assert [counts["a", s] for s in range(3)] == [10, 5, 5]
     assert counts["b", 0] == 5 and sorted([counts["b", 1], counts["b", 2]]) == [2, 3]
     assert [counts["c", s] for s in range(3)] == [2, 1, 1]  # a small class reaches every split
 
 
+@pytest.mark.parametrize("size", [3, 4, 10, 11, 37])
+def test_assign_gives_every_class_every_split_it_can(size: int) -> None:
+    keys = _keys(size)
+    for seed in range(20):
+        chosen = assign(keys, ["a"] * size, keys, (0.7, 0.15, 0.15), seed=seed)
+        assert set(chosen.tolist()) == {0, 1, 2}, (size, seed)
+
+
 def test_assign_is_seeded_and_each_class_keeps_its_split() -> None:
-    classes = ["a"] * 30 + ["b"] * 30
-    vectors = _vectors(60)
-    first = assign(classes, vectors, (0.7, 0.15, 0.15), seed=1, threshold=0.98)
-    assert np.array_equal(
-        first, assign(classes, vectors, (0.7, 0.15, 0.15), seed=1, threshold=0.98)
-    )
-    assert not np.array_equal(
-        first, assign(classes, vectors, (0.7, 0.15, 0.15), seed=2, threshold=0.98)
-    )
-    alone = assign(classes[:30], vectors[:30], (0.7, 0.15, 0.15), seed=1, threshold=0.98)
+    keys, classes = _keys(60), ["a"] * 30 + ["b"] * 30
+    first = assign(keys, classes, keys, (0.7, 0.15, 0.15), seed=1)
+    assert np.array_equal(first, assign(keys, classes, keys, (0.7, 0.15, 0.15), seed=1))
+    assert not np.array_equal(first, assign(keys, classes, keys, (0.7, 0.15, 0.15), seed=2))
+    alone = assign(keys[:30], classes[:30], keys[:30], (0.7, 0.15, 0.15), seed=1)
     assert np.array_equal(first[:30], alone)  # class b's images do not move class a's
 
 
-def test_assign_keeps_near_duplicates_in_one_split() -> None:
-    vectors = _vectors(40)
-    # rows 0-4: one picture and four copies a little off it; rows 10 and 11: a pair
-    noise = np.random.default_rng(1).standard_normal((4, 64)).astype(np.float32) * 0.01
-    vectors[1:5] = vectors[0] + noise
-    vectors[11] = vectors[10]
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    assert (vectors[1:5] @ vectors[0]).min() > 0.99
-    for seed in range(5):
-        chosen = assign(["a"] * 40, vectors, (0.6, 0.2, 0.2), seed=seed, threshold=0.98)
+def test_adding_or_removing_an_image_moves_at_most_a_few_others() -> None:
+    keys, classes = _keys(200), ["a"] * 200
+    before = dict(zip(keys, assign(keys, classes, keys, (0.7, 0.15, 0.15), seed=0), strict=True))
+    more = [*keys, "new.png"]
+    after = dict(
+        zip(more, assign(more, [*classes, "a"], more, (0.7, 0.15, 0.15), seed=0), strict=True)
+    )
+    assert sum(before[k] != after[k] for k in keys) <= 2  # only groups next to a cut
+    fewer = keys[1:]
+    after = dict(
+        zip(fewer, assign(fewer, classes[1:], fewer, (0.7, 0.15, 0.15), seed=0), strict=True)
+    )
+    assert sum(before[k] != after[k] for k in fewer) <= 2
+
+
+def test_assign_keeps_a_group_in_one_split_and_gives_it_its_members_class() -> None:
+    keys = _keys(40)
+    leaders = list(keys)
+    leaders[1:5] = [keys[0]] * 4  # rows 0-4: one group
+    leaders[11] = keys[10]  # rows 10 and 11: a pair, predicted as different classes
+    classes = ["a"] * 40
+    classes[11] = "b"
+    classes[3] = classes[4] = "b"  # the group of five: three a, two b
+    for seed in range(10):
+        chosen = assign(keys, classes, leaders, (0.6, 0.2, 0.2), seed=seed)
         assert len(set(chosen[:5].tolist())) == 1 and chosen[10] == chosen[11]
-    groups = near_duplicate_groups(vectors, 0.98)
-    assert len(set(groups[:5].tolist())) == 1 and groups[10] == groups[11]
-    assert len(set(groups.tolist())) == 40 - 4 - 1
-    assert near_duplicate_groups(vectors, None).tolist() == list(range(40))
+    # a group belongs to most of its members' class: the five split as if all were "a"
+    mixed = assign(keys, classes, leaders, (0.6, 0.2, 0.2), seed=0)
+    all_a = ["b" if i == 11 else "a" for i in range(40)]
+    assert np.array_equal(mixed[:5], assign(keys, all_a, leaders, (0.6, 0.2, 0.2), seed=0)[:5])
 
 
 def test_assign_gives_a_split_of_fraction_zero_nothing() -> None:
-    classes = ["a"] * 13 + ["b"] * 7
-    chosen = assign(classes, _vectors(20), (0.8, 0.2, 0.0), seed=3, threshold=None)
+    keys, classes = _keys(20), ["a"] * 13 + ["b"] * 7
+    chosen = assign(keys, classes, keys, (0.8, 0.2, 0.0), seed=3)
     assert 2 not in chosen.tolist() and (chosen == 1).sum() >= 2
-    everything = assign(classes, _vectors(20), (0.0, 0.0, 1.0), seed=3, threshold=None)
-    assert everything.tolist() == [2] * 20
-    assert (
-        assign(
-            [], np.zeros((0, 64), np.float32), (0.7, 0.15, 0.15), seed=0, threshold=0.98
-        ).tolist()
-        == []
-    )
+    assert assign(keys, classes, keys, (0.0, 0.0, 1.0), seed=3).tolist() == [2] * 20
+    assert assign([], [], [], (0.7, 0.15, 0.15), seed=0).tolist() == []

@@ -142,13 +142,8 @@ class RewritesAfterClassifying:
     def __init__(self, model: MetaCLIP, path: Path) -> None:
         self.model, self.path = model, path
 
-    @property
-    def classes(self) -> list[str]:
-        return self.model.classes
-
-    @property
-    def spec(self) -> Any:
-        return self.model.spec
+    def __getattr__(self, name: str) -> Any:  # the rest of the protocol: the demo model's own
+        return getattr(self.model, name)
 
     def iter_predictions(self, inputs, confidence=0.5, *, keep_data=False):
         for prediction in self.model.iter_predictions(inputs, confidence, keep_data=keep_data):

@@ -19,7 +19,7 @@ from tests.helpers import (
     COUNTS,
     ONTOLOGY,
     copies,
-    manifest,
+    embedded,
     names_in,
     opened_files,
     resume_run,
@@ -112,15 +112,16 @@ def _stop_at(how: str, count: int, source: Path, output: Path) -> subprocess.Pop
 def test_interrupted_label_leaves_no_partial_file_and_resumes(
     shapes_model: MetaCLIP, tmp_path: Path
 ) -> None:
-    """Ctrl-C at the 300th image of 800: the rows predicted so far are kept, no copy is made
-    yet (copies come after every image is predicted); the resumed run reads only the rest."""
+    """Ctrl-C at the 300th image of 800: the embeddings made so far are kept, no copy is made
+    yet (copies come after every image is embedded); the resumed run reads only the rest."""
     source = tmp_path / "in"
     write_inputs(source, {label: 200 for label in COUNTS})
     process = _stop_at("SIGINT", 300, source, tmp_path / "out")
     _, stderr = process.communicate(timeout=300)
     assert process.returncode != 0 and "KeyboardInterrupt" in stderr
-    done = set(manifest(tmp_path / "out"))
+    done = embedded(tmp_path / "out")
     assert 200 < len(done) < 300, "the run was not interrupted where it was stopped"
+    assert not (tmp_path / "out" / "manifest.csv").exists()  # written once all is embedded
     assert copies(tmp_path / "out") == []
     # A temporary file the interrupt left can only be in this tool's own state folder ...
     left = [p.relative_to(tmp_path / "out") for p in (tmp_path / "out").rglob(".partial-*")]
@@ -138,13 +139,13 @@ def test_interrupted_label_leaves_no_partial_file_and_resumes(
 def test_a_run_killed_with_sigkill_resumes_to_the_same_dataset(
     shapes_model: MetaCLIP, tmp_path: Path
 ) -> None:
-    """SIGKILL (no handler runs) when the 500th of 720 images is opened: the manifest holds
-    the rows flushed before (in chunks of 256); resuming gives a fresh run's dataset."""
+    """SIGKILL (no handler runs) when the 500th of 720 images is opened: the store holds the
+    embeddings kept before (in chunks of 256); resuming gives a fresh run's dataset."""
     write_inputs(tmp_path / "in", {label: 180 for label in COUNTS})
     process = _stop_at("SIGKILL", 500, tmp_path / "in", tmp_path / "out")
     process.communicate(timeout=300)
     assert process.returncode == -signal.SIGKILL
-    done = len(manifest(tmp_path / "out"))
+    done = len(embedded(tmp_path / "out"))
     assert 256 <= done < 500, "the run was not killed where it was stopped"
     resume_run(shapes_model, tmp_path)
     same_as_fresh(shapes_model, tmp_path)

@@ -30,7 +30,7 @@ def dataset(shapes_model: MetaCLIP, tmp_path_factory: pytest.TempPathFactory) ->
 def test_the_small_class_is_missing_from_a_split_but_keeps_its_folder(dataset: Path) -> None:
     rows = manifest(dataset)
     yellow = [r["split"] for r in rows.values() if r["class"] == "yellow circle"]
-    assert len(yellow) == 3 and len(set(yellow)) < 3  # the case that broke 0.2.0's readers
+    assert len(yellow) == 2 and len(set(yellow)) < 3  # the case that broke 0.2.0's readers
     for split in ("train", "valid", "test"):
         assert sorted(p.name for p in (dataset / split).iterdir()) == sorted(COUNTS)
 
@@ -86,8 +86,10 @@ def test_ultralytics_trains_on_the_val_layout(shapes_model: MetaCLIP, tmp_path: 
         "classes.txt", "manifest.csv", "review.html", "test", "train", "val",
     ]  # fmt: skip
     yolo = YOLO("yolov8n-cls.yaml")  # built from its yaml: no download
+    train = sum(r["split"] == "train" for r in manifest(output).values())
+    batch = 8 if train % 8 != 1 else 7  # ultralytics refuses a last batch of one image
     yolo.train(
-        data=str(output), epochs=1, imgsz=32, batch=8, workers=0, device="cpu", plots=False,
+        data=str(output), epochs=1, imgsz=32, batch=batch, workers=0, device="cpu", plots=False,
         amp=False, project=str(tmp_path / "runs"), name="cls", verbose=False,
     )  # fmt: skip
     assert list(yolo.names.values()) == classes_txt(output)

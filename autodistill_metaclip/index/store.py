@@ -1,0 +1,509 @@
+"""Embeddings kept once: an append-only folder of segments, per model identity.
+
+Encoding images is the only expensive step of this package; everything else (classes, splits,
+near-duplicate groups, the review page, search, dedup) is a cheap function of the embeddings. So
+every readable image's embedding is kept here, under its **key and stamp** (the path relative
+to the folder and its size and modification time, as listed by
+:mod:`autodistill_metaclip.inputs.sources`), with the SHA-256 of the bytes that were embedded.
+
+Why key + stamp rather than a content hash as the lookup key: knowing whether an image is
+already embedded then costs one ``stat`` (a listing), never a read, so a no-op run over a million
+files reads no image. The SHA-256 is kept too: a dataset copy is made only from bytes whose hash
+is the one that was embedded.
+
+Why numpy segments rather than Parquet/Arrow/Lance: numpy is the one format every tool of this
+field reads without another dependency (``np.load``), a segment's vectors are memory-mapped (a
+million ViT-B/32 embeddings open without a 2 GB copy), and nothing in it is pickled. Exports to
+Parquet and LanceDB exist for the tools that want them
+(:mod:`autodistill_metaclip.index.export`).
+
+Layout of a store folder::
+
+    store.json              the model identity (:func:`model_identity`), written once
+    segment-000000.npz      one append: vectors (n, D) float32, uncompressed (memory-mapped),
+    segment-000001.npz      keys, stamps (UTF-8 bytes + offsets), sha256 (n, 32), meta (JSON)
+
+Each segment is written atomically (a temporary file, then one rename), so a kill loses at most
+the segment being written. A later row of a key supersedes earlier ones; :meth:`compact`
+rewrites the live rows into one segment (streamed: no copy of the vectors in memory) and then
+removes the segments it replaces (its ``meta.replaces``; a kill in between is finished on the
+next open). Several writers (Ray workers) may add segments under names of their own
+(:meth:`segment_name`).
+
+Example:
+    >>> store = EmbeddingStore.open("photos.store", model_identity(model))  # doctest: +SKIP
+    >>> store.append(["a.jpg"], ["1200:1700000000"], [digest], vectors)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import struct
+import zipfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from autodistill_metaclip.index.groups import gather, leaders
+from autodistill_metaclip.inputs.files import PARTIAL_PREFIX, atomic_write, open_file, read_file
+
+FORMAT = "autodistill-metaclip embeddings 1"
+DATASET_STORES = (".autodistill-metaclip", "embeddings")
+"""Where ``label()`` keeps a dataset's stores: ``<dataset>/.autodistill-metaclip/embeddings/``,
+one folder per model identity and input folder."""
+STORE_FILE = "store.json"
+MAX_SEGMENT_BYTES = 64 << 30
+"""Largest segment read (32 million ViT-B/32 embeddings)."""
+_SEGMENT = re.compile(r"^segment-([0-9]{6})(?:-([0-9a-f]{16}))?\.npz$")
+_CHUNK_ROWS = 65_536
+PROBE_TEXT = "autodistill-metaclip probe: a photo of a red circle"
+logger = logging.getLogger(__name__)
+
+
+def model_identity(model: Any) -> dict[str, Any]:
+    """What decides a model's embeddings: checkpoint, architecture, weights, precision, the
+    decoding option, the dimension, and the embeddings of a fixed text and a fixed image
+    (rounded), which tell apart weights that share a name."""
+    from autodistill_metaclip.synthetic import make_image
+
+    probe_image = make_image("red", "circle", seed=0)
+    spec = model.spec
+    return {
+        **model.identity,
+        "spec": {"checkpoint": spec.checkpoint, "weights": spec.weights},
+        "precision": model.precision,
+        "draft_decoding": bool(model.spec.draft_decoding),
+        "dim": int(model.dim),
+        "probe_text": [round(float(v), 4) for v in model.embed_text(PROBE_TEXT)],
+        "probe_image": [round(float(v), 4) for v in model.embed_image(probe_image)],
+    }
+
+
+def identity_name(identity: dict[str, Any], source: dict[str, Any] | None = None) -> str:
+    """A folder name for a store of this identity and source (the same, the same name; the
+    paths the model was built from do not count, only what they hold)."""
+    named = {k: v for k, v in identity.items() if k != "spec"}
+    text = json.dumps([named, source], sort_keys=True, separators=(",", ":"))
+    return f"{identity.get('checkpoint', 'model')}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+@dataclass(frozen=True)
+class _Segment:
+    number: int
+    path: Path
+    rows: int
+    vectors: np.ndarray  # (rows, D), memory-mapped when stored uncompressed
+
+
+class EmbeddingStore:
+    """The embeddings of one model identity, by ``(key, stamp)``; see the module docstring.
+
+    Attributes:
+        folder: The store's folder.
+        identity: The model identity it holds embeddings of (:func:`model_identity`).
+        keys: Every row's key, in the order rows were appended (a key may repeat).
+        stamps: Every row's stamp.
+        digests: Every row's SHA-256 of the embedded bytes, ``(rows, 32)`` uint8.
+    """
+
+    def __init__(self, folder: Path, identity: dict[str, Any], source: dict[str, Any] | None,
+                 segments: list[_Segment], keys: list[str], stamps: list[str],
+                 digests: np.ndarray) -> None:  # fmt: skip
+        self.folder, self.identity, self.source = folder, identity, source
+        self.dim = int(identity["dim"])
+        self.keys, self.stamps, self.digests = keys, stamps, digests
+        self._segments = segments
+        self._vectors: np.ndarray | None = None
+        self._latest = {key: row for row, key in enumerate(keys)}  # a later row wins
+
+    # opening ---------------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        folder: str | os.PathLike[str],
+        identity: dict[str, Any] | None = None,
+        source: dict[str, Any] | None = None,
+    ) -> EmbeddingStore:
+        """Open the store in ``folder``; with ``identity``, create it if it does not exist
+        (``source``: where its images are listed from, e.g. ``{"root": ..., "extensions":
+        [...], "recursive": ...}``), and refuse a store of another identity.
+
+        Raises:
+            ValueError: The folder holds no store (and no ``identity`` was given), a store of
+                another model, or a damaged segment.
+        """
+        path = Path(folder)
+        found = _read_store_file(path)
+        if found is None:
+            if identity is None:
+                raise ValueError(f"store: {str(path)!r} holds no embedding store")
+            path.mkdir(parents=True, exist_ok=True)
+            with atomic_write(path / STORE_FILE, "w") as f:
+                json.dump({"format": FORMAT, "identity": identity, "source": source}, f)
+            found = identity, source
+        stored, stored_source = found
+        if identity is not None and not same_identity(stored, identity):
+            raise ValueError(
+                f"store: {str(path)!r} holds embeddings of another model "
+                f"({stored.get('checkpoint')!r}, {stored.get('weights')!r})"
+            )
+        segments, keys, stamps, digests = _read_segments(path, int(stored["dim"]))
+        return cls(path, stored, stored_source, segments, keys, stamps, digests)
+
+    # reading ---------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """Every row's vector, ``(rows, D)`` float32: memory-mapped when the store is one
+        segment (see :meth:`compact`), else gathered once into memory."""
+        if self._vectors is None:
+            parts = [s.vectors for s in self._segments]
+            if len(parts) == 1:
+                self._vectors = parts[0]
+            else:
+                self._vectors = np.concatenate(parts or [np.zeros((0, self.dim), np.float32)])
+        return self._vectors
+
+    def gather(self, rows: np.ndarray) -> np.ndarray:
+        """The vectors of ``rows``, ``(len(rows), D)`` float32 in memory, read in file order."""
+        return gather(self.vectors, np.asarray(rows, np.int64))
+
+    def leaders(self, rows: np.ndarray, threshold: float) -> np.ndarray:
+        """The near-duplicate group of each of ``rows`` (:func:`~autodistill_metaclip.index.
+        groups.leaders` at ``threshold``, rows placed in the order they were embedded), as the
+        row of its leader. Kept in the store by key and stamp, so only rows that are new, or
+        whose leader is gone, are placed again."""
+        rows = np.asarray(rows, np.int64)
+        order = np.argsort(rows, kind="stable")
+        placed = rows[order]
+        position = {int(r): i for i, r in enumerate(placed.tolist())}
+        known = np.full(len(placed), -1, np.int64)
+        for row, leader in self._cached_leaders(threshold).items():
+            if row in position and leader in position:
+                known[position[row]] = position[leader]
+        keeps = known >= 0
+        known[keeps & (known[np.maximum(known, 0)] != known)] = -1  # its leader must still lead
+        vectors = (
+            self.vectors if np.array_equal(placed, np.arange(len(self))) else self.gather(placed)
+        )
+        found = leaders(vectors, threshold, known)
+        self._save_leaders(threshold, placed, placed[found])
+        out = np.empty(len(rows), np.int64)
+        out[order] = placed[found]
+        return out
+
+    def _groups_file(self, threshold: float) -> Path:
+        return self.folder / f"groups-{threshold:.6f}.npz"
+
+    def _cached_leaders(self, threshold: float) -> dict[int, int]:
+        """``{row: leader row}`` from the cache of this threshold (nothing if unreadable)."""
+        path = self._groups_file(threshold)
+        if not path.is_file():
+            return {}
+        try:
+            file = open_file(path, MAX_SEGMENT_BYTES, "store")
+            with file, np.load(file, allow_pickle=False) as arrays:
+                keys = _unpack(arrays["keys"], arrays["key_ends"])
+                stamps = _unpack(arrays["stamps"], arrays["stamp_ends"])
+                leader = np.asarray(arrays["leader"], np.int64)
+        except (ValueError, OSError, KeyError) as e:
+            logger.warning("ignoring an unreadable group cache %s (%s)", path, e)
+            return {}
+        if (
+            len(leader) != len(keys)
+            or len(stamps) != len(keys)
+            or (len(leader) and (leader.min() < 0 or leader.max() >= len(keys)))
+        ):
+            return {}
+        rows = [self.find(k, s) for k, s in zip(keys, stamps, strict=True)]
+        return {r: rows[int(j)] for r, j in zip(rows, leader.tolist(), strict=True) if r >= 0}
+
+    def _save_leaders(self, threshold: float, rows: np.ndarray, leader_rows: np.ndarray) -> None:
+        index = {int(r): i for i, r in enumerate(rows.tolist())}
+        key_bytes, key_ends = _pack([self.keys[r] for r in rows.tolist()])
+        stamp_bytes, stamp_ends = _pack([self.stamps[r] for r in rows.tolist()])
+        leader = np.array([index[int(r)] for r in leader_rows.tolist()], np.int64)
+        with atomic_write(self._groups_file(threshold)) as f:
+            np.savez(f, keys=key_bytes, key_ends=key_ends, stamps=stamp_bytes,
+                     stamp_ends=stamp_ends, leader=leader)  # fmt: skip
+
+    def latest(self) -> np.ndarray:
+        """The latest row of each key, in key order: the images the store holds now."""
+        return np.array([self._latest[k] for k in sorted(self._latest)], np.int64)
+
+    def find(self, key: str, stamp: str) -> int:
+        """The row of ``key`` embedded at ``stamp``, or -1."""
+        row = self._latest.get(key, -1)
+        return row if row >= 0 and self.stamps[row] == stamp else -1
+
+    def rows(self, files: Iterable[Any]) -> np.ndarray:
+        """:meth:`find` for each listed file (anything with ``key`` and ``stamp``)."""
+        return np.array([self.find(f.key, f.stamp) for f in files], np.int64)
+
+    # writing ---------------------------------------------------------------------------------
+
+    def append(
+        self,
+        keys: Sequence[str],
+        stamps: Sequence[str],
+        digests: Sequence[bytes],
+        vectors: np.ndarray,
+        *,
+        name: str | None = None,
+    ) -> list[int]:
+        """Add rows as one new segment, written atomically; returns their row numbers.
+
+        ``name``: the segment's file name (default: the next number); writers that may run at
+        once (Ray workers) pass :meth:`segment_name` names.
+        """
+        vectors = np.ascontiguousarray(vectors, np.float32).reshape(-1, self.dim)
+        if not len(keys) == len(stamps) == len(digests) == len(vectors):
+            raise ValueError("store: keys, stamps, digests and vectors differ in length")
+        if not len(keys):
+            return []
+        target = self.folder / (name or _numbered(self._next_number()))
+        write_segment(target, keys, stamps, digests, [vectors])
+        start = len(self.keys)
+        self._segments.append(_open_segment(target, self.dim))
+        self.keys += list(keys)
+        self.stamps += list(stamps)
+        self.digests = np.concatenate([self.digests, _digest_array(digests)])
+        self._vectors = None
+        self._latest.update((key, start + i) for i, key in enumerate(keys))
+        return list(range(start, start + len(keys)))
+
+    @staticmethod
+    def segment_name(number: int = 0) -> str:
+        """A segment file name no other writer picks (a number, then random hex)."""
+        return f"segment-{number:06d}-{secrets.token_hex(8)}.npz"
+
+    def compact(self, keep: Iterable[str] | None = None) -> None:
+        """Rewrite the latest row of each key (of ``keep`` only, if given) into one segment,
+        then remove the segments it replaces. Rows are renumbered."""
+        wanted = set(keep) if keep is not None else None
+        rows = sorted(r for k, r in self._latest.items() if wanted is None or k in wanted)
+        if len(self._segments) == 1 and len(rows) == len(self.keys):
+            return  # already one segment of live rows
+        replaced = [s.path.name for s in self._segments]
+        target = self.folder / _numbered(self._next_number())
+        write_segment(
+            target,
+            [self.keys[r] for r in rows],
+            [self.stamps[r] for r in rows],
+            [bytes(self.digests[r]) for r in rows],
+            (self.vectors[rows[i : i + _CHUNK_ROWS]] for i in range(0, len(rows), _CHUNK_ROWS)),
+            replaces=replaced,
+        )
+        for name in replaced:
+            (self.folder / name).unlink(missing_ok=True)
+        compacted = EmbeddingStore.open(self.folder)
+        self.__dict__.update(compacted.__dict__)
+
+    def _next_number(self) -> int:
+        numbers = [s.number for s in self._segments]
+        return max(numbers, default=-1) + 1
+
+
+def same_identity(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two identities name the same embeddings: equal names and options, and probe
+    embeddings within rounding (cosine >= 0.9999)."""
+    names = ("checkpoint", "architecture", "weights", "precision", "draft_decoding", "dim")
+    if any(a.get(n) != b.get(n) for n in names):
+        return False
+    for probe in ("probe_text", "probe_image"):
+        x, y = np.asarray(a.get(probe, []), float), np.asarray(b.get(probe, []), float)
+        if (
+            x.shape != y.shape
+            or not x.size
+            or float(x @ y) < 0.9999 * np.linalg.norm(x) * np.linalg.norm(y)
+        ):
+            return False
+    return True
+
+
+def write_segment(
+    path: Path,
+    keys: Sequence[str],
+    stamps: Sequence[str],
+    digests: Sequence[bytes],
+    vector_chunks: Iterable[np.ndarray],
+    *,
+    replaces: Sequence[str] = (),
+) -> None:
+    """Write one segment file atomically, streaming the vectors chunk by chunk."""
+    key_bytes, key_ends = _pack(keys)
+    stamp_bytes, stamp_ends = _pack(stamps)
+    arrays = {
+        "keys": key_bytes,
+        "key_ends": key_ends,
+        "stamps": stamp_bytes,
+        "stamp_ends": stamp_ends,
+        "sha256": _digest_array(digests),
+    }
+    meta = {"format": FORMAT, "rows": len(keys), "replaces": list(replaces)}
+    with atomic_write(path) as file, zipfile.ZipFile(file, "w", zipfile.ZIP_STORED) as archive:
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, array, allow_pickle=False)
+        with archive.open("vectors.npy", "w", force_zip64=True) as member:
+            _stream_array(member, file.tell(), vector_chunks, len(keys))
+        with archive.open("meta.npy", "w") as member:
+            np.lib.format.write_array(member, np.array(json.dumps(meta)), allow_pickle=False)
+
+
+def _stream_array(member: IO[bytes], start: int, chunks: Iterable[np.ndarray], rows: int) -> None:
+    """Write ``(rows, D)`` float32 as one ``.npy`` from chunks of rows, its data aligned to 64
+    bytes in the file (``start``: where the member begins), as numpy and Arrow readers of a
+    memory map want it."""
+    written = 0
+    for chunk in chunks:
+        chunk = np.ascontiguousarray(chunk, np.float32)
+        if not written and not len(chunk):
+            continue
+        if not written:
+            _aligned_header(member, start, (rows, chunk.shape[1]))
+        member.write(chunk.tobytes())
+        written += len(chunk)
+    if not written:
+        _aligned_header(member, start, (0, 0))
+    if written != rows:
+        raise ValueError(f"store: {written} vectors written for {rows} rows")
+
+
+def _aligned_header(member: IO[bytes], start: int, shape: tuple[int, int]) -> None:
+    """A version 2 ``.npy`` header of little-endian float32 ``shape``, padded with spaces so
+    the data after it begins at a multiple of 64 bytes from the start of the file."""
+    text = repr({"descr": "<f4", "fortran_order": False, "shape": shape}).encode("latin1")
+    fixed = len(np.lib.format.MAGIC_PREFIX) + 2 + 4  # magic, version, header length
+    padding = -(start + fixed + len(text) + 1) % 64
+    text += b" " * padding + b"\n"
+    member.write(np.lib.format.MAGIC_PREFIX + bytes([2, 0]) + struct.pack("<I", len(text)) + text)
+
+
+def _read_store_file(folder: Path) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+    """The identity and source a store was made for, or ``None`` if there is no store."""
+    if not (folder / STORE_FILE).is_file():
+        return None
+    try:
+        data = json.loads(read_file(folder / STORE_FILE, 1 << 20, "store"))
+        identity, source = data["identity"], data.get("source")
+        if data.get("format") != FORMAT or not isinstance(identity, dict):
+            raise ValueError(f"format {data.get('format')!r}, expected {FORMAT!r}")
+        if source is not None and not isinstance(source, dict):
+            raise ValueError("its source is not an object")
+        int(identity["dim"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"store: {str(folder)!r} has an unreadable {STORE_FILE} ({e})") from None
+    return identity, source
+
+
+def _read_segments(
+    folder: Path, dim: int
+) -> tuple[list[_Segment], list[str], list[str], np.ndarray]:
+    """The segments in order, without those a compaction replaced (removed now) and without
+    temporary files of a killed write (removed too)."""
+    found = sorted(p for p in folder.iterdir() if _SEGMENT.match(p.name))
+    for leftover in folder.glob(f"{PARTIAL_PREFIX}*"):
+        if leftover.is_file() and not leftover.is_symlink():
+            leftover.unlink()
+    read = {path.name: _read_segment(path, dim) for path in found}
+    replaced = {name for _, meta, *_ in read.values() for name in meta["replaces"]}
+    for name in replaced & set(read):  # a compaction was killed before its clean-up
+        (folder / name).unlink(missing_ok=True)
+    kept = [read[path.name] for path in found if path.name not in replaced]
+    keys = [key for part in kept for key in part[2]]
+    stamps = [stamp for part in kept for stamp in part[3]]
+    digests = np.concatenate([np.zeros((0, 32), np.uint8), *(part[4] for part in kept)])
+    return [part[0] for part in kept], keys, stamps, digests
+
+
+def _open_segment(path: Path, dim: int) -> _Segment:
+    return _read_segment(path, dim)[0]
+
+
+def _read_segment(
+    path: Path, dim: int
+) -> tuple[_Segment, dict[str, Any], list[str], list[str], np.ndarray]:
+    number = int(_SEGMENT.match(path.name)[1])  # type: ignore[index]
+    file = open_file(path, MAX_SEGMENT_BYTES, "store")
+    try:
+        with file, np.load(file, allow_pickle=False) as arrays:
+            meta = json.loads(str(arrays["meta"][()]))
+            keys = _unpack(arrays["keys"], arrays["key_ends"])
+            stamps = _unpack(arrays["stamps"], arrays["stamp_ends"])
+            digests = np.asarray(arrays["sha256"], np.uint8)
+            vectors = memory_map(path, arrays.zip.getinfo("vectors.npy"))
+    except Exception as e:  # zip, npy, JSON and key errors all mean: not a segment
+        raise ValueError(f"store: {str(path)!r} is not a readable segment ({e})") from None
+    rows = meta.get("rows") if isinstance(meta, dict) else None
+    shape_ok = vectors is not None and vectors.shape == (rows, dim) and vectors.dtype == np.float32
+    if not (shape_ok and len(keys) == len(stamps) == len(digests) == rows):
+        raise ValueError(f"store: {str(path)!r} is not a consistent segment of {dim} values")
+    if not isinstance(meta.get("replaces"), list):
+        raise ValueError(f"store: {str(path)!r} has malformed metadata")
+    assert vectors is not None  # shape_ok
+    return _Segment(number, path, rows, vectors), meta, keys, stamps, digests.reshape(-1, 32)
+
+
+def memory_map(path: Path, info: zipfile.ZipInfo) -> np.ndarray | None:
+    """A read-only memory map of the uncompressed 2-d ``.npy`` member ``info`` of the ``.npz``
+    at ``path``; ``None`` if it is compressed or not a plain 2-d array."""
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
+    with open(path, "rb") as file:
+        file.seek(info.header_offset)
+        header = file.read(30)
+        name_length, extra_length = struct.unpack("<HH", header[26:30])
+        file.seek(info.header_offset + 30 + name_length + extra_length)
+        version = np.lib.format.read_magic(file)
+        fmt = np.lib.format
+        read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, fortran, dtype = read(file)
+        offset = file.tell()
+    if dtype.hasobject or fortran or len(shape) != 2:
+        return None
+    if shape[0] * shape[1] == 0:
+        return np.zeros(shape, dtype)
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+
+
+def _numbered(number: int) -> str:
+    return f"segment-{number:06d}.npz"
+
+
+def _pack(strings: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Strings as one UTF-8 byte array and the end offset of each."""
+    encoded = [s.encode("utf-8") for s in strings]
+    ends = np.cumsum([len(b) for b in encoded], dtype=np.int64)
+    return np.frombuffer(b"".join(encoded), np.uint8), ends
+
+
+def _unpack(blob: np.ndarray, ends: np.ndarray) -> list[str]:
+    data = np.asarray(blob, np.uint8).tobytes()
+    bounds = np.asarray(ends, np.int64)
+    if len(bounds) and (bounds[-1] != len(data) or np.any(np.diff(bounds) < 0) or bounds[0] < 0):
+        raise ValueError("string offsets do not fit the bytes")
+    starts = np.concatenate([[0], bounds[:-1]]) if len(bounds) else bounds
+    return [
+        data[a:b].decode("utf-8") for a, b in zip(starts.tolist(), bounds.tolist(), strict=True)
+    ]
+
+
+def _digest_array(digests: Sequence[bytes] | np.ndarray) -> np.ndarray:
+    if isinstance(digests, np.ndarray):
+        return np.asarray(digests, np.uint8).reshape(-1, 32)
+    if any(len(d) != 32 for d in digests):
+        raise ValueError("store: a SHA-256 digest is 32 bytes")
+    return np.frombuffer(b"".join(digests), np.uint8).reshape(-1, 32).copy()
