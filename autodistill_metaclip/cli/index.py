@@ -13,6 +13,14 @@ from autodistill_metaclip.cli.options import model_options, model_spec
 from autodistill_metaclip.cli.runner import OutputFile, command, usage
 
 
+def _load(path: str) -> Any:
+    """An index file (``.npz``), or the embeddings kept in a folder: a dataset written by
+    ``label`` or an embedding store (nothing is embedded again)."""
+    from autodistill_metaclip.index import EmbeddingIndex
+
+    return EmbeddingIndex.open(path) if Path(path).is_dir() else EmbeddingIndex.load(path)
+
+
 def _spec_for(index: Any, params: dict[str, Any]) -> Any:
     """The model of -m/--weights, or by default the one that built ``index`` (if any)."""
     made_by = None
@@ -57,7 +65,7 @@ def index(
 
 
 @click.command()
-@click.argument("index", metavar="INDEX_FILE", type=click.Path(exists=True, dir_okay=False))
+@click.argument("index", metavar="INDEX", type=click.Path(exists=True))
 @click.argument("query")
 @click.option("-k", "--top", type=click.IntRange(1), default=5, show_default=True)
 @click.option("--text", is_flag=True, help="QUERY is text, even if it looks like a path.")
@@ -65,7 +73,8 @@ def index(
 @model_options
 @command
 def search(index: str, query: str, top: int, text: bool, grid: str | None, **params: Any) -> Any:
-    """Find the images most like QUERY: a text, or an image file, URL or URI.
+    """Find the images most like QUERY: a text, or an image file, URL or URI. INDEX is an
+    index file, or a dataset written by label (its embeddings; nothing is embedded again).
 
     \b
     Examples:
@@ -74,7 +83,7 @@ def search(index: str, query: str, top: int, text: bool, grid: str | None, **par
     """
     from autodistill_metaclip.index import EmbeddingIndex
 
-    loaded = EmbeddingIndex.load(index)
+    loaded = _load(index)
     model = _spec_for(loaded, params).build(params.pop("device"))
     hits = loaded.search(model, query, k=top, text=text or None)  # refuses another model
     if grid:
@@ -86,7 +95,7 @@ def search(index: str, query: str, top: int, text: bool, grid: str | None, **par
 
 
 @click.command()
-@click.argument("index", metavar="INDEX_FILE", type=click.Path(exists=True, dir_okay=False))
+@click.argument("index", metavar="INDEX", type=click.Path(exists=True))
 @click.option(
     "--threshold", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True,
     help="Minimum cosine similarity of near-duplicates.",
@@ -113,7 +122,7 @@ def dedup(index: str, threshold: float, destination: str | None, apply: bool) ->
 
     if apply and destination is None:
         raise click.UsageError("--apply needs --move-to")
-    loaded = EmbeddingIndex.load(index)
+    loaded = _load(index)
     groups = plan(loaded, threshold)
     lines = [
         f"group {i + 1} ({len(g.move) + 1}):\n  keep {loaded.location(g.keep)}"
@@ -138,7 +147,7 @@ def dedup(index: str, threshold: float, destination: str | None, apply: bool) ->
 
 
 @click.command()
-@click.argument("index", metavar="INDEX_FILE", type=click.Path(exists=True, dir_okay=False))
+@click.argument("index", metavar="INDEX", type=click.Path(exists=True))
 @click.option("-k", "--clusters", "k", type=click.IntRange(1), default=8, show_default=True)
 @click.option("-n", "--name", "names", multiple=True, help="Candidate label to name clusters.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -156,7 +165,7 @@ def cluster(
     """
     from autodistill_metaclip.index import EmbeddingIndex
 
-    loaded = EmbeddingIndex.load(index)
+    loaded = _load(index)
     spec, device = _spec_for(loaded, params), params.pop("device")
     model = spec.build(device) if names else None
     result = loaded.clusters(k, seed=seed, names=list(names) or None, model=model)

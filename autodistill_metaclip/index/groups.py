@@ -75,7 +75,8 @@ def leaders(vectors: np.ndarray, threshold: float, known: np.ndarray | None = No
 def group_members(leader: np.ndarray) -> list[np.ndarray]:
     """The rows of each group (leader first, then in row order), groups in the order of their
     leaders."""
-    order = np.lexsort((np.arange(len(leader)), leader))
+    rows = np.arange(len(leader))
+    order = np.lexsort((rows, rows != leader, leader))
     bounds = np.flatnonzero(np.diff(leader[order])) + 1
     return np.split(order, bounds) if len(order) else []
 

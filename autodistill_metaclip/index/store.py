@@ -165,6 +165,11 @@ class EmbeddingStore:
         return len(self.keys)
 
     @property
+    def segments(self) -> int:
+        """How many segment files the store reads (:meth:`compact` makes it one)."""
+        return len(self._segments)
+
+    @property
     def vectors(self) -> np.ndarray:
         """Every row's vector, ``(rows, D)`` float32: memory-mapped when the store is one
         segment (see :meth:`compact`), else gathered once into memory."""
@@ -290,12 +295,12 @@ class EmbeddingStore:
         return f"segment-{number:06d}-{secrets.token_hex(8)}.npz"
 
     def compact(self, keep: Iterable[str] | None = None) -> None:
-        """Rewrite the latest row of each key (of ``keep`` only, if given) into one segment,
-        then remove the segments it replaces. Rows are renumbered."""
+        """Rewrite the latest row of each key (of ``keep`` only, if given) into one segment, in
+        key order, then remove the segments it replaces. Rows are renumbered."""
         wanted = set(keep) if keep is not None else None
-        rows = sorted(r for k, r in self._latest.items() if wanted is None or k in wanted)
-        if len(self._segments) == 1 and len(rows) == len(self.keys):
-            return  # already one segment of live rows
+        rows = [self._latest[k] for k in sorted(self._latest) if wanted is None or k in wanted]
+        if len(self._segments) == 1 and rows == list(range(len(self.keys))):
+            return  # already one segment of live rows in key order
         replaced = [s.path.name for s in self._segments]
         target = self.folder / _numbered(self._next_number())
         write_segment(

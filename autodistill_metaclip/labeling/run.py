@@ -46,6 +46,7 @@ from autodistill_metaclip.labeling.state import run_digest, run_settings
 from autodistill_metaclip.results import Classifier, Status
 
 _CHUNK = 256  # embeddings kept together: at most this many are redone after a kill
+_MAX_SEGMENTS = 16  # more, and the store is compacted after the run
 logger = logging.getLogger(__name__)
 
 
@@ -126,10 +127,14 @@ def label_run(
                 len(dropped),
                 ", ".join(map(repr, dropped[:10])),
             )
-        return folder.write(
+        written = folder.write(
             files, manifest, folder.leaders(files, store), review=chosen.review,
             fetch=_refetch(files, store), done=done,
         )  # fmt: skip
+        readable = len(files) - len(failures)
+        if store.segments > _MAX_SEGMENTS or len(store) > 1.25 * readable:
+            store.compact({f.key for f in files})  # one memory-mapped file, no stale rows
+        return written
 
 
 def near_duplicates(options: LabelOptions, checkpoint: str) -> float | None:

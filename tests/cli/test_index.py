@@ -124,3 +124,16 @@ def test_cli_dedup_dry_run_then_apply(demo_model: MetaCLIP, duplicated: Path, tm
     assert all(m["outcome"] == "moved" for m in data["moves"])
     assert (aside / "big.png").is_file() and (duplicated / "old.png").is_file()
     assert run_cli("dedup", index_file, "--apply")[0] == 2
+
+
+def test_search_and_dedup_read_a_labelled_dataset_without_embedding(tmp_path: Path) -> None:
+    synthetic.write_folder(tmp_path / "in", 24, seed=6)
+    classes = ["-c", "red circle", "-c", "blue square"]
+    code, _, _ = run_cli("label", "-m", "demo", tmp_path / "in", tmp_path / "out", *classes)
+    assert code == 0
+    code, out, _ = run_cli(
+        "search", tmp_path / "out", "a photo of a red circle", "-k", "2", "--json"
+    )
+    assert code == 0 and all("red_circle" in hit["path"] for hit in json.loads(out))
+    code, out, _ = run_cli("dedup", tmp_path / "out", "--threshold", "0.9999")
+    assert code == 0 and out.strip() == "no near-duplicates"

@@ -113,3 +113,24 @@ def test_update_embeds_only_new_and_changed(demo_model, tmp_path) -> None:
     assert len(built) == 10 and "broken.png" in built.failed
     row = built.keys.index(files[1].name)
     np.testing.assert_allclose(built.embeddings[row], demo_model.embed_image(files[1]), atol=1e-5)
+
+
+def test_an_index_opens_on_a_labelled_dataset_without_embedding_again(
+    demo_model: MetaCLIP, tmp_path: Path
+) -> None:
+    synthetic.write_folder(tmp_path / "in", 36, seed=4)
+    demo_model.label(tmp_path / "in", ".png", tmp_path / "out", progress=False)
+    with opened_files() as opened:
+        index = EmbeddingIndex.open(tmp_path / "out")
+        hits = index.search(demo_model, "a photo of a yellow triangle", k=3)
+    assert not names_in(opened, tmp_path / "in")  # no image was read
+    assert len(index) == 36 and index.root == str(tmp_path / "in")
+    assert all("yellow_triangle" in Path(h.path).name for h in hits)
+    built = EmbeddingIndex.build(demo_model, tmp_path / "in", progress=False)
+    np.testing.assert_allclose(np.asarray(index.embeddings), built.embeddings, atol=1e-6)
+    assert index.keys == built.keys
+    with pytest.raises(ValueError, match="holds no embeddings"):
+        EmbeddingIndex.open(tmp_path / "in")
+    other = MetaCLIP(None, checkpoint="demo", draft_decoding=True)
+    with pytest.raises(ValueError, match="no embeddings of this model"):
+        EmbeddingIndex.open(tmp_path / "out", other)

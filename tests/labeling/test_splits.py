@@ -207,3 +207,20 @@ def test_assign_gives_a_split_of_fraction_zero_nothing() -> None:
     assert 2 not in chosen.tolist() and (chosen == 1).sum() >= 2
     assert assign(keys, classes, keys, (0.0, 0.0, 1.0), seed=3).tolist() == [2] * 20
     assert assign([], [], [], (0.7, 0.15, 0.15), seed=0).tolist() == []
+
+
+def test_a_class_the_model_packs_tightly_still_reaches_every_split(
+    demo_model: MetaCLIP, tmp_path: Path
+) -> None:
+    """At 0.98 the demo model puts most images of a class within the threshold of some other
+    (connected components made one group of a whole class, in one split); leader groups do not
+    chain, so every class of ten or more images reaches every split."""
+    synthetic.write_folder(tmp_path / "in", 120, suffix=".png", seed=6)
+    demo_model.label(
+        tmp_path / "in", ".png", tmp_path / "out", near_duplicates=0.98, progress=False
+    )
+    rows = [r for r in manifest(tmp_path / "out").values() if r["status"] == "labeled"]
+    for name in {r["class"] for r in rows}:
+        splits = [r["split"] for r in rows if r["class"] == name]
+        if len(splits) >= 10:
+            assert set(splits) == set(SPLITS), name
