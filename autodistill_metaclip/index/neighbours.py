@@ -15,6 +15,7 @@ assigns every vector to its centre.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ _DUPLICATE_PROBES = 4  # near-duplicates share a cell (or a neighbouring one) al
 _QUANTISATION_MARGIN = 0.02  # how far an 8-bit score may fall below the exact cosine
 _FLOAT_SLACK = 1e-6  # float32 cosines of identical images can come out just below 1
 _CHUNK = 65_536
+_ASSIGNMENT_SAMPLE = 2048  # vectors whose cells are checked when an index is read
 
 
 def _faiss() -> Any:
@@ -37,17 +39,64 @@ def _faiss() -> Any:
     return faiss
 
 
+@dataclass(frozen=True)
+class IVFParts:
+    """An IVF-SQ8 index of some vectors as plain arrays, kept with them instead of faiss's
+    serialised bytes, which faiss reads without cross-checking (a crafted file could crash,
+    hang or mislead it): the index is built again from these, checked first.
+
+    Attributes:
+        centroids: ``(cells, D)`` float32, the cells' centres.
+        assignment: ``(N,)`` int64, each vector's cell.
+        trained: ``(2 D,)`` float32, the scalar quantiser's range of each dimension.
+    """
+
+    centroids: np.ndarray
+    assignment: np.ndarray
+    trained: np.ndarray
+
+    def check(self, vectors: np.ndarray) -> None:
+        """Refuse parts that are not an IVF index of ``vectors``: wrong shapes or types, values
+        that are not finite, cells out of range, or cells that are not the nearest centre of a
+        random sample of the vectors (as faiss assigns them: shuffled cells or other centres
+        would silently lose neighbours).
+
+        Raises:
+            ValueError: Saying which.
+        """
+        n, d = vectors.shape
+        c, a, t = self.centroids, self.assignment, self.trained
+        if c.dtype != np.float32 or c.ndim != 2 or c.shape[1] != d or not 1 <= len(c) <= n:
+            raise ValueError(f"its IVF centres are not 1 to {n} vectors of {d} values")
+        if a.dtype != np.int64 or a.shape != (n,) or t.dtype != np.float32 or t.shape != (2 * d,):
+            raise ValueError(f"its IVF cells or quantiser do not fit {n} vectors of {d} values")
+        if not (np.isfinite(c).all() and np.isfinite(t).all() and (t[d:] >= 0).all()):
+            raise ValueError("its IVF centres or quantiser are not finite")
+        if len(a) and (a.min() < 0 or a.max() >= len(c)):
+            raise ValueError(f"its IVF cells are not all in 0..{len(c) - 1}")
+        sample = np.sort(
+            np.random.default_rng().choice(n, min(n, _ASSIGNMENT_SAMPLE), replace=False)
+        )
+        scores = np.ascontiguousarray(vectors[sample], np.float32) @ c.T
+        chosen = scores[np.arange(len(sample)), a[sample]]
+        if np.any(chosen < scores.max(axis=1) - 1e-4):
+            raise ValueError("its IVF cells are not the nearest centres of its vectors")
+
+
 class Neighbours:
     """Search over ``vectors`` (``(N, D)`` float32, L2-normalised; a memory map is fine).
 
     Args:
         vectors: The vectors; never copied by exact search.
-        index: A serialised IVF-SQ8 index of these vectors (from :meth:`serialised`), if any.
+        parts: An IVF-SQ8 index of these vectors (from :meth:`parts`), if any: checked, then
+            built again.
     """
 
-    def __init__(self, vectors: np.ndarray, index: np.ndarray | None = None) -> None:
+    def __init__(self, vectors: np.ndarray, parts: IVFParts | None = None) -> None:
         self.vectors = vectors
-        self._ivf = None if index is None else read_index(index, vectors.shape)
+        if parts is not None:
+            parts.check(vectors)
+        self._ivf = None if parts is None else _ivf_from(vectors, parts)
 
     @property
     def approximate(self) -> bool:
@@ -111,11 +160,21 @@ class Neighbours:
         graph = coo_matrix((np.ones(len(i), np.int8), (i, j)), shape=(n, n))
         return np.asarray(connected_components(graph, directed=False)[1], np.int64)
 
-    def serialised(self) -> np.ndarray | None:
-        """The IVF index as bytes (``uint8``) for saving, built if this size needs one."""
+    def parts(self) -> IVFParts | None:
+        """The IVF index as plain arrays for saving, built if this size needs one."""
         if not self.approximate:
             return None
-        return np.asarray(_faiss().serialize_index(self._index()))
+        faiss, ivf = _faiss(), self._index()
+        assignment = np.full(ivf.ntotal, -1, np.int64)
+        for cell in range(ivf.nlist):
+            size = ivf.invlists.list_size(cell)
+            if size:
+                assignment[faiss.rev_swig_ptr(ivf.invlists.get_ids(cell), size)] = cell
+        return IVFParts(
+            np.ascontiguousarray(ivf.quantizer.reconstruct_n(0, ivf.nlist), np.float32),
+            assignment,
+            faiss.vector_to_array(ivf.sq.trained).astype(np.float32),
+        )
 
     def _index(self) -> Any:
         if self._ivf is None:
@@ -144,21 +203,25 @@ def members_of(group_ids: np.ndarray) -> list[np.ndarray]:
     return np.split(order, boundaries) if len(order) else []
 
 
-def read_index(data: np.ndarray, shape: tuple[int, ...]) -> Any:
-    """A serialised IVF index, checked to be one of ``shape`` vectors.
-
-    Raises:
-        ValueError: It cannot be read, or is not an IVF index of that many vectors of that
-            dimension.
-    """
+def _ivf_from(vectors: np.ndarray, parts: IVFParts) -> Any:
+    """The IVF-SQ8 index that :meth:`Neighbours.parts` took apart (checked): its centres and
+    quantiser as they were, each vector encoded again into its cell."""
     faiss = _faiss()
-    try:
-        index = faiss.deserialize_index(np.ascontiguousarray(data, np.uint8))
-    except RuntimeError as e:
-        raise ValueError(f"its IVF index cannot be read ({str(e).splitlines()[0]})") from None
-    if not isinstance(index, faiss.IndexIVF) or (index.ntotal, index.d) != tuple(shape):
-        raise ValueError(f"its IVF index is not one of {shape[0]} vectors of {shape[1]} values")
-    return index
+    d = vectors.shape[1]
+    quantiser = faiss.IndexFlatIP(d)
+    quantiser.add(np.ascontiguousarray(parts.centroids))
+    ivf = faiss.IndexIVFScalarQuantizer(
+        quantiser, d, len(parts.centroids), faiss.ScalarQuantizer.QT_8bit,
+        faiss.METRIC_INNER_PRODUCT,
+    )  # fmt: skip
+    faiss.copy_array_to_vector(np.ascontiguousarray(parts.trained), ivf.sq.trained)
+    ivf.is_trained = True
+    for start in range(0, len(vectors), _CHUNK):
+        chunk = np.ascontiguousarray(vectors[start : start + _CHUNK], np.float32)
+        cells = np.ascontiguousarray(parts.assignment[start : start + len(chunk)])
+        ids = np.arange(start, start + len(chunk), dtype=np.int64)
+        ivf.add_core(len(chunk), faiss.swig_ptr(chunk), faiss.swig_ptr(ids), faiss.swig_ptr(cells))
+    return ivf
 
 
 def _build_ivf(vectors: np.ndarray) -> Any:

@@ -45,7 +45,8 @@ import re
 import secrets
 import struct
 import zipfile
-from collections.abc import Iterable, Sequence
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -342,12 +343,15 @@ def write_segment(
     path: Path,
     keys: Sequence[str],
     stamps: Sequence[str],
-    digests: Sequence[bytes],
+    digests: Sequence[bytes] | np.ndarray,
     vector_chunks: Iterable[np.ndarray],
     *,
     replaces: Sequence[str] = (),
+    extra: dict[str, np.ndarray] | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> None:
-    """Write one segment file atomically, streaming the vectors chunk by chunk."""
+    """Write one segment file atomically, streaming the vectors chunk by chunk; ``extra``
+    arrays and ``meta`` fields are kept beside them (an index file is a segment so)."""
     key_bytes, key_ends = _pack(keys)
     stamp_bytes, stamp_ends = _pack(stamps)
     arrays = {
@@ -356,16 +360,26 @@ def write_segment(
         "stamps": stamp_bytes,
         "stamp_ends": stamp_ends,
         "sha256": _digest_array(digests),
+        **(extra or {}),
     }
-    meta = {"format": FORMAT, "rows": len(keys), "replaces": list(replaces)}
+    crc = [0]
+
+    def summed(chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        for chunk in chunks:
+            chunk = np.ascontiguousarray(chunk, np.float32)
+            crc[0] = zlib.crc32(chunk.data, crc[0])
+            yield chunk
+
     with atomic_write(path) as file, zipfile.ZipFile(file, "w", zipfile.ZIP_STORED) as archive:
         for name, array in arrays.items():
             with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, array, allow_pickle=False)
+                np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
         with archive.open("vectors.npy", "w", force_zip64=True) as member:
-            _stream_array(member, file.tell(), vector_chunks, len(keys))
+            _stream_array(member, file.tell(), summed(vector_chunks), len(keys))
+        info = {**(meta or {}), "format": FORMAT, "rows": len(keys), "replaces": list(replaces),
+                "crc32": crc[0]}  # fmt: skip
         with archive.open("meta.npy", "w") as member:
-            np.lib.format.write_array(member, np.array(json.dumps(meta)), allow_pickle=False)
+            np.lib.format.write_array(member, np.array(json.dumps(info)), allow_pickle=False)
 
 
 def _stream_array(member: IO[bytes], start: int, chunks: Iterable[np.ndarray], rows: int) -> None:
@@ -438,11 +452,30 @@ def _open_segment(path: Path, dim: int) -> _Segment:
     return _read_segment(path, dim)[0]
 
 
-def _read_segment(
-    path: Path, dim: int
-) -> tuple[_Segment, dict[str, Any], list[str], list[str], np.ndarray]:
-    number = int(_SEGMENT.match(path.name)[1])  # type: ignore[index]
-    file = open_file(path, MAX_SEGMENT_BYTES, "store")
+@dataclass(frozen=True)
+class Segment:
+    """One segment file read back and checked (:func:`read_segment`)."""
+
+    meta: dict[str, Any]
+    keys: list[str]
+    stamps: list[str]
+    digests: np.ndarray  # (rows, 32) uint8
+    vectors: np.ndarray  # (rows, D) float32, memory-mapped
+    extra: dict[str, np.ndarray]  # the other arrays asked for
+
+
+def read_segment(
+    path: Path, *, dim: int | None = None, extra: Sequence[str] = (), name: str = "store"
+) -> Segment:
+    """Read and check a segment file: its parts agree, its vectors are ``dim`` wide (if
+    given), their bytes have the checksum the writer recorded, and they are finite unit
+    vectors (:func:`check_vectors`); ``extra`` arrays are read too, when present.
+
+    Raises:
+        ValueError: Naming ``name`` (the argument the file came from), the file and what is
+            wrong with it.
+    """
+    file = open_file(path, MAX_SEGMENT_BYTES, name)
     try:
         with file, np.load(file, allow_pickle=False) as arrays:
             meta = json.loads(str(arrays["meta"][()]))
@@ -450,16 +483,51 @@ def _read_segment(
             stamps = _unpack(arrays["stamps"], arrays["stamp_ends"])
             digests = np.asarray(arrays["sha256"], np.uint8)
             vectors = memory_map(path, arrays.zip.getinfo("vectors.npy"))
+            extras = {n: arrays[n] for n in extra if n in arrays.files}
     except Exception as e:  # zip, npy, JSON and key errors all mean: not a segment
-        raise ValueError(f"store: {str(path)!r} is not a readable segment ({e})") from None
+        raise ValueError(
+            f"{name}: {str(path)!r} is not a readable file of embeddings ({e})"
+        ) from None
     rows = meta.get("rows") if isinstance(meta, dict) else None
-    shape_ok = vectors is not None and vectors.shape == (rows, dim) and vectors.dtype == np.float32
-    if not (shape_ok and len(keys) == len(stamps) == len(digests) == rows):
-        raise ValueError(f"store: {str(path)!r} is not a consistent segment of {dim} values")
-    if not isinstance(meta.get("replaces"), list):
-        raise ValueError(f"store: {str(path)!r} has malformed metadata")
-    assert vectors is not None  # shape_ok
-    return _Segment(number, path, rows, vectors), meta, keys, stamps, digests.reshape(-1, 32)
+    wide = vectors is not None and vectors.ndim == 2 and (dim is None or vectors.shape[1] == dim)
+    if not (wide and vectors is not None and vectors.dtype == np.float32 and len(vectors) == rows
+            and len(keys) == len(stamps) == rows and digests.size == 32 * rows):  # fmt: skip
+        raise ValueError(f"{name}: {str(path)!r} is not a consistent file of embeddings")
+    if not isinstance(meta.get("replaces"), list) or not isinstance(meta.get("crc32"), int):
+        raise ValueError(f"{name}: {str(path)!r} has malformed metadata")
+    assert vectors is not None  # checked above
+    problem = check_vectors(vectors, meta["crc32"])
+    if problem:
+        raise ValueError(f"{name}: {str(path)!r} holds damaged embeddings: {problem}")
+    return Segment(meta, keys, stamps, digests.reshape(-1, 32), vectors, extras)
+
+
+def check_vectors(vectors: np.ndarray, crc32: int | None) -> str:
+    """What is wrong with stored embeddings, or ``""``: bytes that are not the ones written
+    (``crc32``, if recorded), values that are not finite, rows that are not unit vectors
+    (within 1e-3; a flipped byte or scaled rows would give wrong cosines). Read once, in
+    chunks."""
+    crc = 0
+    for start in range(0, len(vectors), _CHUNK_ROWS):
+        chunk = np.ascontiguousarray(vectors[start : start + _CHUNK_ROWS])
+        crc = zlib.crc32(chunk.data, crc)
+        if not np.isfinite(chunk).all():
+            return "some values are not finite (NaN or infinite)"
+        norms = np.linalg.norm(chunk, axis=1)
+        if len(norms) and float(np.abs(norms - 1).max()) > 1e-3:
+            return "some rows are not unit vectors"
+    if crc32 is not None and crc != crc32:
+        return "their bytes are not the ones written (checksum)"
+    return ""
+
+
+def _read_segment(
+    path: Path, dim: int
+) -> tuple[_Segment, dict[str, Any], list[str], list[str], np.ndarray]:
+    number = int(_SEGMENT.match(path.name)[1])  # type: ignore[index]
+    read = read_segment(path, dim=dim)
+    segment = _Segment(number, path, len(read.keys), read.vectors)
+    return segment, read.meta, read.keys, read.stamps, read.digests
 
 
 def memory_map(path: Path, info: zipfile.ZipInfo) -> np.ndarray | None:

@@ -86,7 +86,7 @@ def test_save_load_and_refuse_another_checkpoint(
     loaded = EmbeddingIndex.load(saved, demo_model)
     assert loaded.keys == index.keys and np.array_equal(loaded.embeddings, index.embeddings)
     with np.load(saved, allow_pickle=False) as plain:  # plain numpy for other tools
-        assert plain["embeddings"].shape == (len(index), 64) and len(plain["paths"]) == len(index)
+        assert plain["vectors"].shape == (len(index), 64) and len(plain["key_ends"]) == len(index)
     other = MetaCLIP(None, tiny_config, weights=tiny_weights)
     with pytest.raises(ValueError, match=r"made by checkpoint 'demo'.*Rebuild the index"):
         EmbeddingIndex.load(saved, other)

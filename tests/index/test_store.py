@@ -108,7 +108,9 @@ def test_a_damaged_segment_is_a_clear_error(tmp_path: Path) -> None:
     _add(store, ["a.png", "b.png"])
     segment = tmp_path / "s" / "segment-000000.npz"
     segment.write_bytes(segment.read_bytes()[:200])
-    with pytest.raises(ValueError, match=r"segment-000000\.npz.* not a readable segment"):
+    with pytest.raises(
+        ValueError, match=r"segment-000000\.npz.* not a readable file of embeddings"
+    ):
         EmbeddingStore.open(tmp_path / "s")
     with pytest.raises(ValueError, match="holds no embedding store"):
         EmbeddingStore.open(tmp_path / "nothing")
