@@ -15,6 +15,7 @@ from .errors import MetaCLIPWarning as MetaCLIPWarning
 from .errors import WeightsUnavailableError as WeightsUnavailableError
 from .index import EmbeddingIndex as EmbeddingIndex
 from .inputs.images import load_image as load_image
+from .inputs.policy import InputPolicy as InputPolicy
 from .labeling.options import LabelOptions as LabelOptions
 from .model import MetaCLIP as MetaCLIP
 from .results import Embedding as Embedding

@@ -25,7 +25,7 @@ import logging
 import math
 import os
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +40,7 @@ from autodistill_metaclip.inputs import sources
 from autodistill_metaclip.labeling.derive import apply_decisions
 from autodistill_metaclip.labeling.folder import DatasetFolder, LabelRun, refuse_existing
 from autodistill_metaclip.labeling.manifest import new_row, prediction_cells
-from autodistill_metaclip.labeling.options import LabelOptions
+from autodistill_metaclip.labeling.options import LabelOptions, threshold_of
 from autodistill_metaclip.labeling.run import near_duplicates
 from autodistill_metaclip.labeling.state import run_settings
 from autodistill_metaclip.results import Status
@@ -68,12 +68,16 @@ class RayOptions:
             (e.g. every node that could run a model actor was lost); actors starting (and
             downloading weights) count as no progress. ``None``: Ray Data's setting (30 minutes,
             or ``RAY_DATA_EXECUTION_NO_PROGRESS_TIMEOUT_S``; -1 there turns the guard off).
+        actor_resources: Custom resources each actor needs, so actors run only on the nodes
+            that have them (``{"big_gpu": 1}`` for nodes started with
+            ``ray start --resources='{"big_gpu": 1}'``).
     """
 
     address: str | None = None
     actors: int = 1
     cpus_per_actor: float = 1.0
     stall_timeout: float | None = None
+    actor_resources: Mapping[str, float] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.actors, bool) or not isinstance(self.actors, int) or self.actors < 1:
@@ -86,6 +90,12 @@ class RayOptions:
             raise ArgumentError(
                 "stall_timeout", f"expected seconds > 0, but got {self.stall_timeout!r}"
             )
+        for name, amount in (self.actor_resources or {}).items():
+            if not isinstance(name, str) or not name or not 0 < float(amount) < math.inf:
+                raise ArgumentError(
+                    "actor_resources",
+                    f"expected {{name: amount > 0}}, but got {name!r}: {amount!r}",
+                )
 
 
 @dataclass(frozen=True)
@@ -112,6 +122,7 @@ def label_with_ray(
     batch_size: int | None = None,
     address: str | None = None,
     stall_timeout: float | None = None,
+    actor_resources: Mapping[str, float] | None = None,
     options: LabelOptions | None = None,
     **keywords: Any,
 ) -> RayRun:
@@ -134,6 +145,7 @@ def label_with_ray(
             (e.g. every node that could run a model actor was lost); actors starting (and
             downloading weights) count as no progress. ``None``: Ray Data's setting (30 minutes,
             or ``RAY_DATA_EXECUTION_NO_PROGRESS_TIMEOUT_S``; -1 there turns the guard off).
+        actor_resources: Custom resources each actor needs (:class:`RayOptions`).
         options: ``label()``'s :class:`~autodistill_metaclip.LabelOptions` (or its fields as
             keywords): ``confidence`` and ``recursive``, and for ``dataset_folder`` ``seed``,
             ``split``, ``layout``, ``near_duplicates``; ``follow_links`` as in ``label()`` (the
@@ -149,7 +161,7 @@ def label_with_ray(
     chosen = (
         options if options is not None else LabelOptions.of(keywords, caller="label_with_ray()")
     )
-    ray_options = RayOptions(address, actors, cpus_per_actor, stall_timeout)
+    ray_options = RayOptions(address, actors, cpus_per_actor, stall_timeout, actor_resources)
     if chosen.resume:
         raise ArgumentError(
             "resume", "not available on Ray; run again with {overwrite}", overwrite=True
@@ -158,6 +170,7 @@ def label_with_ray(
     if spec.ontology is None:
         raise ArgumentError("ontology", "labelling needs one, but the model has ontology=None")
     spec = replace(spec, ontology=as_ontology(spec.ontology))
+    chosen.thresholds(list(spec.ontology.classes()))  # every class named is one
     threshold = near_duplicates(chosen, spec.checkpoint)
     settings = run_settings(spec, source, extensions, chosen, threshold)
     if dataset_folder is not None and not chosen.overwrite:
@@ -168,6 +181,7 @@ def label_with_ray(
         recursive=chosen.recursive,
         exclude=dataset_folder,
         follow_links=chosen.follow_links,
+        policy=spec.inputs,
     )
     run = _run(
         spec,
@@ -198,13 +212,15 @@ def embed_with_ray(
     address: str | None = None,
     overwrite: bool = False,
     stall_timeout: float | None = None,
+    actor_resources: Mapping[str, float] | None = None,
 ) -> RayRun:
     """Embed every image under ``source`` on a Ray cluster into parquet shards
     (``key, path, status, error, embedding``). Arguments as in :func:`label_with_ray`."""
-    ray_options = RayOptions(address, actors, cpus_per_actor, stall_timeout)
+    ray_options = RayOptions(address, actors, cpus_per_actor, stall_timeout, actor_resources)
+    spec = _spec(model, batch_size)
     return _run(
-        _spec(model, batch_size),
-        sources.list_images(source, extensions, recursive=recursive),
+        spec,
+        sources.list_images(source, extensions, recursive=recursive, policy=spec.inputs),
         output,
         confidence=None,
         embeddings=True,
@@ -245,7 +261,7 @@ def _run(
     files: list[sources.SourceFile],
     output: str,
     *,
-    confidence: float | None,
+    confidence: float | Mapping[str, float] | None,
     embeddings: bool,
     ray_options: RayOptions,
     overwrite: bool,
@@ -274,6 +290,7 @@ def _run(
         batch_format="numpy",
         num_gpus=gpus,
         num_cpus=cpus_per_actor,
+        resources=dict(ray_options.actor_resources or {}) or None,
         compute=ray.data.ActorPoolStrategy(size=actors),
         fn_constructor_kwargs={
             "spec": spec,
@@ -334,7 +351,11 @@ class _Scorer:
     """Ray actor: builds the model once, then scores or embeds batches of image locations."""
 
     def __init__(
-        self, spec: ModelSpec, confidence: float | None, embeddings: bool, threads: int
+        self,
+        spec: ModelSpec,
+        confidence: float | Mapping[str, float] | None,
+        embeddings: bool,
+        threads: int,
     ) -> None:
         import torch
 
@@ -359,9 +380,16 @@ class _Scorer:
                 for r in results
             ]  # fmt: skip
         else:
-            results = list(self.model.iter_predictions(files, self.confidence, keep_data=True))
+            lowest = min(threshold_of(self.confidence, c) for c in self.model.classes)
+            results = list(self.model.iter_predictions(files, lowest, keep_data=True))
             vectors = [r.embedding for r in results]
             cells = [prediction_cells(r) for r in results]
+            for cell in cells:  # a threshold per class: the best class's own
+                if cell["status"] != Status.FAILED:
+                    labeled = float(cell["confidence"]) >= threshold_of(
+                        self.confidence, cell["class"]
+                    )
+                    cell["status"] = str(Status.LABELED if labeled else Status.UNLABELED)
         out: dict[str, Any] = {"key": batch["key"], "path": batch["path"]}
         for column in cells[0] if cells else ("status", "error"):
             if column != "confidence":

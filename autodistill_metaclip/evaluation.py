@@ -1,9 +1,13 @@
 """How good are the labels? Score models and ontologies on a small hand-labelled folder.
 
 A folder of class folders (``cat/``, ``dog/``, ...) is the truth; each class folder's name must
-be a class of every model's ontology (which may have more, e.g. an ``other`` class). Images are
-embedded once per distinct checkpoint, so comparing several ontologies or prompt templates on
-one checkpoint costs one pass over the images.
+be a class of every model's ontology (which may have more, e.g. an ``other`` class): the class's
+exact name, or the safe folder name ``label()`` gives it (``a/b`` -> ``a_b``). A folder name
+that two classes could claim (``red_circle`` with classes ``red/circle`` and ``red_circle``, or
+``red/circle`` and ``red:circle``) is refused, never guessed. What is not read is reported in
+:attr:`Evaluation.skipped`: a link to a folder (never followed), a class folder with no images,
+a file beside the class folders. Images are embedded once per distinct checkpoint, so comparing
+several ontologies or prompt templates on one checkpoint costs one pass over the images.
 
 Examples:
     >>> results = evaluate({"plain": plain, "templated": templated}, "labelled/")  # doctest: +SKIP
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +26,7 @@ import numpy as np
 
 from autodistill_metaclip.errors import ArgumentError
 from autodistill_metaclip.inputs import sources
-from autodistill_metaclip.labeling.layout import class_folders
+from autodistill_metaclip.labeling.layout import class_folders, safe_name
 from autodistill_metaclip.results import gather
 
 if TYPE_CHECKING:
@@ -46,6 +50,13 @@ class Evaluation:
         threshold: The lowest ``confidence`` whose kept labels reach ``target_accuracy``
             (``None`` if no threshold does); ``label(confidence=threshold)`` keeps that share.
         failed: Images that could not be read, with the reason.
+        skipped: What in the folder was not read, by name, with the reason (a symbolic link,
+            a class folder with no images, a file beside the class folders).
+        class_thresholds: For each class the model predicted, the lowest ``confidence`` at
+            which the images it labels with that class are at least ``target_accuracy``
+            correct (1.0 when no threshold is: they stay unlabeled).
+        ranked: The model's class (index) and whether it was right, for each image in the
+            order of :attr:`thresholds`.
     """
 
     name: str
@@ -59,6 +70,19 @@ class Evaluation:
     target_accuracy: float
     threshold: float | None
     failed: dict[str, str]
+    skipped: dict[str, str] = field(default_factory=dict)
+    class_thresholds: dict[str, float] = field(default_factory=dict)
+    ranked: tuple[np.ndarray, np.ndarray] = field(
+        default_factory=lambda: (np.zeros(0, np.int64), np.zeros(0, bool))
+    )
+
+    @property
+    def confidence(self) -> dict[str, float]:
+        """The thresholds in the form ``label(confidence=...)`` (and ``label
+        --confidence-from``) takes: each class's own, and ``"*"`` for the others (the overall
+        :attr:`threshold`, when one reaches the target)."""
+        overall = {} if self.threshold is None else {"*": self.threshold}
+        return {**self.class_thresholds, **overall}
 
     @property
     def coverage_at_target(self) -> float:
@@ -79,6 +103,8 @@ class Evaluation:
             "threshold": self.threshold,
             "coverage_at_target": self.coverage_at_target,
             "failed": self.failed,
+            "skipped": self.skipped,
+            "confidence": self.confidence,
         }
 
 
@@ -98,7 +124,7 @@ def evaluate(
 
     Raises:
         ValueError: ``folder`` has no class folders or images, a folder name is not a class
-            of a model, or ``target_accuracy`` is not in (0, 1].
+            of a model or could be two of its classes, or ``target_accuracy`` is not in (0, 1].
     """
     candidates = dict(models) if isinstance(models, Mapping) else {"model": models}
     if not candidates:
@@ -107,15 +133,9 @@ def evaluate(
         raise ArgumentError(
             "target_accuracy", f"expected a number in (0, 1], but got {target_accuracy}"
         )
-    labelled = _labelled_files(Path(folder))
-    for name, model in candidates.items():
-        unknown = sorted({f for f in labelled.values() if f not in _folder_names(model.classes)})
-        if unknown:
-            raise ArgumentError(
-                "folder",
-                f"class folders {', '.join(map(repr, unknown))} are not classes of "
-                f"{name!r} ({', '.join(model.classes)})",
-            )
+    labelled, skipped = _labelled_files(Path(folder))
+    named = {name: _folder_classes(model.classes, set(labelled.values()), name)
+             for name, model in candidates.items()}  # fmt: skip
     files = sorted(labelled, key=lambda f: f.location)
     embedded: dict[Any, tuple[np.ndarray, dict[str, str]]] = {}
     results = []
@@ -126,15 +146,14 @@ def evaluate(
             embedded[key] = _embed(model, files)
         vectors, failed = embedded[key]
         readable = [f for f in files if f.location not in failed]
-        named = _folder_names(model.classes)
-        truth = [named[labelled[f]] for f in readable]
+        truth = [named[name][labelled[f]] for f in readable]
         probabilities = model.probabilities(vectors)
         results.append(
             _score(name, model.classes, truth, probabilities, failed)
             if readable
             else _nothing_readable(name, failed)
         )
-        results[-1] = _with_target(results[-1], target_accuracy)
+        results[-1] = replace(_with_target(results[-1], target_accuracy), skipped=skipped)
     return results
 
 
@@ -159,29 +178,61 @@ def report(evaluations: list[Evaluation]) -> str:
                 for i, (e, r) in enumerate(zip(evaluations, recalls, strict=True))
             ]
             lines.append(f"  {name}: " + ", ".join(cells))
+    skipped = evaluations[0].skipped if evaluations else {}
+    lines += [f"skipped {name}: {why}" for name, why in skipped.items()]
     return "\n".join(lines)
 
 
-def _labelled_files(folder: Path) -> dict[sources.SourceFile, str]:
+def _labelled_files(folder: Path) -> tuple[dict[sources.SourceFile, str], dict[str, str]]:
     """``{image: its class folder's name}`` from the class folders of ``folder`` (a link is
-    followed only to a file inside ``folder``)."""
+    followed only to a file inside ``folder``), and what was skipped, with the reason."""
     if not folder.is_dir():
         raise ArgumentError("folder", f"{str(folder)!r} is not a folder")
-    truth = {}
+    truth, skipped = {}, {}
     within = os.path.realpath(folder)
-    for class_folder in sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()):
-        for file in sources.list_images(class_folder, None, recursive=True):
-            truth[replace(file, within=within)] = class_folder.name
+    for entry in sorted(folder.iterdir()):
+        if entry.is_symlink():
+            kind = "a folder" if entry.is_dir() else "a file"
+            skipped[entry.name] = f"a symbolic link to {kind}; links are not followed"
+        elif not entry.is_dir():
+            skipped[entry.name] = "a file, not a class folder"
+        else:
+            files = sources.list_images(entry, None, recursive=True)
+            truth.update({replace(file, within=within): entry.name for file in files})
+            if not files:
+                skipped[entry.name] = "a class folder with no images"
     if not truth:
         raise ArgumentError("folder", f"{str(folder)!r} has no class folders with images")
-    return truth
+    return truth, skipped
 
 
-def _folder_names(classes: list[str]) -> dict[str, str]:
-    """``{folder name: class}``: a class's own name, or the safe folder name ``label()``
-    gives it (``a/b`` -> ``a_b``)."""
-    folders = {folder: name for name, folder in class_folders(classes).items()}
-    return {**folders, **{name: name for name in classes}}
+def _folder_classes(classes: list[str], folders: set[str], model: str) -> dict[str, str]:
+    """``{class folder: class}`` for ``folders``: a folder is the class of that exact name, or
+    the class whose safe folder name it is (``a/b`` -> ``a_b``, as ``label()`` writes it).
+
+    Raises:
+        ArgumentError: A folder is no class of ``model``, or two classes could claim it.
+    """
+    claims: dict[str, set[str]] = {}
+    for name, written in class_folders(classes).items():
+        for candidate in (name, safe_name(name), written):
+            claims.setdefault(candidate, set()).add(name)
+    unknown = sorted(f for f in folders if f not in claims)
+    if unknown:
+        raise ArgumentError(
+            "folder",
+            f"class folders {', '.join(map(repr, unknown))} are not classes of "
+            f"{model!r} ({', '.join(classes)})",
+        )
+    for folder in sorted(folders):
+        if len(claims[folder]) > 1:
+            both = " and ".join(map(repr, sorted(claims[folder])))
+            raise ArgumentError(
+                "folder",
+                f"expected each class folder to name one class, but {folder!r} could be "
+                f"{both} of {model!r}; rename the folder or one of the classes",
+            )
+    return {folder: next(iter(claims[folder])) for folder in folders}
 
 
 def _embed(model: MetaCLIP, files: list[sources.SourceFile]) -> tuple[np.ndarray, dict[str, str]]:
@@ -216,6 +267,7 @@ def _score(
     return Evaluation(
         name, list(classes), float(correct.mean()), per_class, confusion,
         top, kept / len(order), np.cumsum(correct) / kept, 1.0, None, failed,
+        ranked=(predicted[order], correct),
     )  # fmt: skip
 
 
@@ -225,10 +277,28 @@ def _nothing_readable(name: str, failed: dict[str, str]) -> Evaluation:
 
 
 def _with_target(evaluation: Evaluation, target: float) -> Evaluation:
-    """Set the lowest threshold at which the kept labels are at least ``target`` accurate."""
-    thresholds, accuracy = evaluation.thresholds, evaluation.kept_accuracy
+    """Set the lowest thresholds (overall, and per predicted class) at which the kept labels
+    are at least ``target`` accurate."""
+    thresholds, (predicted, correct) = evaluation.thresholds, evaluation.ranked
+    per_class = {}
+    for i, name in enumerate(evaluation.classes):
+        mine = predicted == i
+        if mine.any():
+            lowest = _lowest_reaching(thresholds[mine], correct[mine], target)
+            per_class[name] = 1.0 if lowest is None else lowest
+    overall = _lowest_reaching(thresholds, correct, target)
+    return replace(
+        evaluation, target_accuracy=target, threshold=overall, class_thresholds=per_class
+    )
+
+
+def _lowest_reaching(scores: np.ndarray, correct: np.ndarray, target: float) -> float | None:
+    """The lowest of ``scores`` (descending) at which the images at or above it are at least
+    ``target`` correct; ``None`` if none is."""
+    if not len(scores):
+        return None
+    accuracy = np.cumsum(correct) / np.arange(1, len(scores) + 1)
     # Only the last image of a run of equal confidences is a threshold one can set.
-    settable = np.append(thresholds[1:] != thresholds[:-1], True)[: len(thresholds)]
+    settable = np.append(scores[1:] != scores[:-1], True)
     reaching = np.flatnonzero((accuracy >= target) & settable)
-    threshold = float(thresholds[reaching[-1]]) if len(reaching) else None
-    return replace(evaluation, target_accuracy=target, threshold=threshold)
+    return float(scores[reaching[-1]]) if len(reaching) else None

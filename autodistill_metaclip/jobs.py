@@ -24,6 +24,7 @@ import numpy as np
 from autodistill_metaclip.distributed import RayOptions
 from autodistill_metaclip.engine.spec import ModelSpec
 from autodistill_metaclip.errors import ArgumentError
+from autodistill_metaclip.inputs import sources
 from autodistill_metaclip.inputs.files import atomic_write
 from autodistill_metaclip.labeling.folder import LabelRun
 from autodistill_metaclip.labeling.options import LabelOptions
@@ -49,6 +50,9 @@ class LabelJob:
     def __post_init__(self) -> None:
         if self.spec.ontology is None:
             raise ArgumentError("ontology", "label() needs one, but none was given")
+        if not sources.is_uri(self.input_folder) and not Path(self.input_folder).is_dir():
+            problem = "is not a folder" if Path(self.input_folder).exists() else "does not exist"
+            raise ArgumentError("input_folder", f"{self.input_folder!r} {problem}")
         if self.ray is not None and self.options.resume:
             raise ArgumentError("resume", "not available on Ray; run again with {overwrite}",
                                 overwrite=True)  # fmt: skip
@@ -77,6 +81,7 @@ class LabelJob:
                 actors=self.ray.actors,
                 cpus_per_actor=self.ray.cpus_per_actor,
                 stall_timeout=self.ray.stall_timeout,
+                actor_resources=self.ray.actor_resources,
             )
         if run.dataset is None or run.summary is None:  # label_with_ray wrote a dataset_folder
             raise RuntimeError("label_with_ray returned no dataset")
@@ -132,6 +137,7 @@ class EmbedJob:
                     self.spec, self.images[0], str(self.output), address=self.ray.address,
                     actors=self.ray.actors, cpus_per_actor=self.ray.cpus_per_actor,
                     stall_timeout=self.ray.stall_timeout,
+                    actor_resources=self.ray.actor_resources,
                 )  # fmt: skip
             empty = np.zeros((0, 0), np.float32)
             return Embedded(0, [], empty, [], self.output, run.counts)
@@ -195,7 +201,8 @@ class EvaluateJob:
         from autodistill_metaclip.evaluation import evaluate
 
         assert self.spec is not None  # checked when the job was made
-        models = {"classes": self.spec.build(self.device)}
+        name = self.spec.checkpoint if self.spec.checkpoint not in self.against else "classes"
+        models = {name: self.spec.build(self.device)}
         for name, ontology in self.against.items():
             models[name] = replace(self.spec, ontology=ontology).build(self.device)
         return evaluate(models, self.folder, target_accuracy=self.target_accuracy)

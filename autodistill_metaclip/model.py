@@ -37,6 +37,7 @@ from autodistill_metaclip.errors import ArgumentError, ArgumentTypeError, MetaCL
 
 __all__ = ["KEEP", "MetaCLIP", "ModelSpec"]
 from autodistill_metaclip.inputs.images import ImageInput
+from autodistill_metaclip.inputs.policy import DEFAULT_POLICY, InputPolicy, using
 from autodistill_metaclip.labeling import label_folder
 from autodistill_metaclip.labeling.options import check_confidence
 from autodistill_metaclip.results import Embedding, Prediction
@@ -76,6 +77,11 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
             RGB conversions; one image alone may exceed it): bounds decoding memory whatever
             the images. Not counted: the encoded files ``label()`` keeps for the images in
             flight (up to three batches) until it has stored them.
+        inputs: What string inputs may reach (an
+            :class:`~autodistill_metaclip.inputs.policy.InputPolicy`): ``None`` allows local
+            paths, http(s) URLs and object stores (s3, gs, az); ``InputPolicy().allowing("ftp")``
+            adds a scheme; ``InputPolicy.public_urls()`` is for services taking URLs from users
+            (http(s) to public addresses only). See ``docs/inputs.md``.
 
     Examples:
         >>> from autodistill.detection import CaptionOntology
@@ -100,6 +106,7 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
         prompt_templates: str | Sequence[str] | None = None,
         draft_decoding: bool = False,
         decode_memory: int = DEFAULT_DECODE_MEMORY,
+        inputs: InputPolicy | None = None,
     ) -> None:
         spec = ModelSpec(
             checkpoint=os.fspath(checkpoint),
@@ -110,6 +117,7 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
             prompt_templates=resolve_templates(prompt_templates),
             draft_decoding=draft_decoding,
             decode_memory=decode_memory,
+            inputs=DEFAULT_POLICY if inputs is None else inputs,
         )
         chosen = select_device(device)
         self._encoder = Encoder(
@@ -119,6 +127,7 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
             cache_dir=spec.cache_dir,
             draft_decoding=spec.draft_decoding,
             decode_memory=spec.decode_memory,
+            inputs=spec.inputs,
         )
         self._spec = spec
         self.ontology: Ontology | None = None
@@ -346,7 +355,8 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
         ``recursive``, ``follow_links``, ``overwrite``, ``resume``, ``review``, ``progress``);
         see :func:`autodistill_metaclip.labeling.label_folder`.
         """
-        return label_folder(self, input_folder, extension, output_folder, **options)
+        with using(self._spec.inputs):  # the folder is listed and re-read under the policy
+            return label_folder(self, input_folder, extension, output_folder, **options)
 
     def _require_head(self, caller: str) -> ZeroShotHead:
         if self._head is None:

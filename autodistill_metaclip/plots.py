@@ -105,7 +105,8 @@ def labelled_grid(
         annotation = dataset.annotations[path]
         score = annotation.confidence[0] if annotation.confidence is not None else float("nan")
         tiles.append((path, f"{dataset.classes[annotation.class_id[0]]} {score:.2f}"))
-    return image_grid(tiles, columns=columns, title=f"{len(dataset)} labelled images")
+    title = f"{len(tiles)} of {len(dataset)} labelled images"
+    return image_grid(tiles, columns=columns, title=title)
 
 
 def search_grid(hits: Sequence[Hit], *, query: str | None = None, columns: int = 4) -> Picture:

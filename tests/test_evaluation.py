@@ -169,3 +169,66 @@ def test_evaluate_refuses_bad_arguments(
         evaluate(
             demo_model if models is None else models, tmp_path / folder, target_accuracy=target
         )
+
+
+def _shapes(folder: Path, pictures: dict[str, tuple[str, str]], n: int = 3) -> None:
+    """``n`` shapes in each class folder of ``pictures`` (``{folder: (colour, shape)}``)."""
+    for name, (colour, shape) in pictures.items():
+        (folder / name).mkdir(parents=True)
+        for seed in range(n):
+            synthetic.make_image(colour, shape, seed=seed).save(folder / name / f"{seed}.png")
+
+
+@pytest.mark.parametrize(
+    ("classes", "claimed"),
+    [
+        (["red/circle", "red_circle"], "'red/circle' and 'red_circle'"),  # a safe name, a name
+        (["red_circle", "red/circle"], "'red/circle' and 'red_circle'"),  # in either order
+        (["red/circle", "red:circle"], "'red/circle' and 'red:circle'"),  # one safe name
+    ],
+)
+def test_a_folder_two_classes_could_claim_is_refused(tmp_path: Path, classes, claimed) -> None:
+    """``red_circle/`` holds red circles; with classes ``red/circle`` and ``red_circle`` it
+    could be either: refused naming both, never scored against a guess."""
+    prompts = ["a photo of a red circle", "a photo of a blue square"]
+    model = MetaCLIP(dict(zip(prompts, classes, strict=True)), checkpoint="demo")
+    _shapes(tmp_path / "truth", {"red_circle": ("red", "circle")})
+    with pytest.raises(ValueError, match=rf"^folder: .*'red_circle' could be {claimed} of 'm'"):
+        evaluate({"m": model}, tmp_path / "truth")
+
+
+def test_a_folder_matches_the_class_of_its_exact_name(tmp_path: Path) -> None:
+    """Classes whose names differ only in case (``Red circle``, ``red circle``) each have their
+    own folder; ``red circle_2`` (label()'s folder for the second) is that class too."""
+    model = MetaCLIP(
+        {"a photo of a blue square": "Red circle", "a photo of a red circle": "red circle"},
+        checkpoint="demo",
+    )
+    _shapes(tmp_path / "truth", {"red circle": ("red", "circle"), "Red circle": ("blue", "square")})
+    (result,) = evaluate(model, tmp_path / "truth")
+    assert result.accuracy == 1.0 and result.skipped == {}
+    assert result.per_class["red circle"]["support"] == 3
+    (tmp_path / "truth" / "red circle").rename(tmp_path / "truth" / "red circle_2")
+    (result,) = evaluate(model, tmp_path / "truth")
+    assert result.accuracy == 1.0 and result.per_class["red circle"]["support"] == 3
+
+
+def test_what_is_not_read_is_reported(demo_model: MetaCLIP, tmp_path: Path) -> None:
+    truth, elsewhere = tmp_path / "truth", tmp_path / "elsewhere"
+    _shapes(truth, {"red circle": ("red", "circle")})
+    _shapes(elsewhere, {"blue square": ("blue", "square")})
+    (truth / "blue square").symlink_to(elsewhere / "blue square")
+    (truth / "green square").mkdir()
+    (truth / "loose.png").write_bytes((truth / "red circle" / "0.png").read_bytes())
+    (result,) = evaluate(demo_model, truth)
+    assert result.skipped == {
+        "blue square": "a symbolic link to a folder; links are not followed",
+        "green square": "a class folder with no images",
+        "loose.png": "a file, not a class folder",
+    }
+    assert int(result.confusion.sum()) == 3 and result.to_dict()["skipped"] == result.skipped
+    assert report([result]).splitlines()[1:] == [
+        "skipped blue square: a symbolic link to a folder; links are not followed",
+        "skipped green square: a class folder with no images",
+        "skipped loose.png: a file, not a class folder",
+    ]

@@ -22,23 +22,21 @@ NOWHERE = ModelSpec(ontology=CLASSES, checkpoint="no-such-checkpoint")
 
 
 def test_a_label_job_is_checked_when_made(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    source, out = str(tmp_path / "in"), str(tmp_path / "out")
     with pytest.raises(ValueError, match="ontology: label\\(\\) needs one, but none was given"):
-        LabelJob(ModelSpec(checkpoint="no-such-checkpoint"), "in", str(tmp_path / "out"))
+        LabelJob(ModelSpec(checkpoint="no-such-checkpoint"), source, out)
     with pytest.raises(
         ValueError, match="resume: not available on Ray; run again with overwrite=True"
     ):
-        LabelJob(
-            NOWHERE,
-            "in",
-            str(tmp_path / "out"),
-            options=LabelOptions(resume=True),
-            ray=RayOptions(),
-        )
-    job = LabelJob(NOWHERE, "in", str(tmp_path / "out"))  # fine: nothing loaded yet
+        LabelJob(NOWHERE, source, out, options=LabelOptions(resume=True), ray=RayOptions())
+    with pytest.raises(ValueError, match=r"input_folder: '.*nothing' does not exist"):
+        LabelJob(NOWHERE, str(tmp_path / "nothing"), out)
+    job = LabelJob(NOWHERE, source, out)  # fine: nothing loaded yet
     assert job.options == LabelOptions() and job.ray is None
     with pytest.raises(CheckpointError, match="no-such-checkpoint"):
         job.run()
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["in"]
 
 
 def test_a_label_job_labels_here(tmp_path: Path) -> None:
@@ -128,7 +126,7 @@ def test_an_evaluate_job_scores_a_folder_or_reports_on_a_dataset(
     spec = ModelSpec(ontology=CLASSES, checkpoint="demo")
     other = {"a red circle": "red circle", "a blue square": "blue square"}
     first, second = EvaluateJob(str(truth), spec, against={"plain": other}).run()
-    assert (first.name, second.name) == ("classes", "plain")
+    assert (first.name, second.name) == ("demo", "plain")  # the classes given, by checkpoint
     assert first.accuracy == 1.0 and int(first.confusion.sum()) == 4
 
     job = EvaluateJob(str(demo_dataset))  # a dataset written by label(): no classes needed

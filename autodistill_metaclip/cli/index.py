@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from autodistill_metaclip.cli.options import model_options, model_spec
-from autodistill_metaclip.cli.runner import OutputFile, command, usage
+from autodistill_metaclip.cli.runner import OutputFile, command, printable, usage
 
 
 def _load(path: str) -> Any:
@@ -51,15 +51,22 @@ def index(
       autodistill-metaclip index -m demo photos/ photos.npz
     """
     from autodistill_metaclip.index import EmbeddingIndex
+    from autodistill_metaclip.inputs import sources
 
-    earlier = EmbeddingIndex.load(index) if Path(index).is_file() else None
+    if not sources.is_folder(input_folder):
+        raise click.BadParameter(f"{input_folder!r} is not a folder", param_hint="INPUT_FOLDER")
+    with usage():
+        earlier = EmbeddingIndex.load(index) if Path(index).is_file() else None
     model = _spec_for(earlier, params).build(params.pop("device"))
     built, counts = EmbeddingIndex.sync(
         model, input_folder, index, extensions=list(extensions) or None, recursive=recursive,
         progress=sys.stderr.isatty(),
     )  # fmt: skip
-    text = f"{len(built)} images in {index} ({', '.join(f'{k} {v}' for k, v in counts.items())})"
-    text += "".join(f"\n  failed: {k}: {v}" for k, v in list(built.failed.items())[:20])
+    text = f"{len(built)} images in {printable(index)} "
+    text += f"({', '.join(f'{k} {v}' for k, v in counts.items())})"
+    text += "".join(
+        f"\n  failed: {printable(f'{k}: {v}')}" for k, v in list(built.failed.items())[:20]
+    )
     data = {"index": index, "images": len(built), **counts, "failures": built.failed}
     return data, text, counts["failed"]
 
@@ -81,7 +88,6 @@ def search(index: str, query: str, top: int, text: bool, grid: str | None, **par
       autodistill-metaclip search photos.npz "a red circle on a grey background" -k 8
       autodistill-metaclip search photos.npz photos/cat.jpg
     """
-    from autodistill_metaclip.index import EmbeddingIndex
 
     loaded = _load(index)
     model = _spec_for(loaded, params).build(params.pop("device"))
@@ -91,7 +97,8 @@ def search(index: str, query: str, top: int, text: bool, grid: str | None, **par
 
         plots.save(plots.search_grid(hits, query=query), grid)
     data = [{"path": str(h.path), "score": h.score} for h in hits]
-    return data, "\n".join(f"{i + 1:3}. {h.score:.4f}  {h.path}" for i, h in enumerate(hits)), 0
+    lines = [f"{i + 1:3}. {h.score:.4f}  {printable(str(h.path))}" for i, h in enumerate(hits)]
+    return data, "\n".join(lines), 0
 
 
 @click.command()
@@ -105,43 +112,65 @@ def search(index: str, query: str, top: int, text: bool, grid: str | None, **par
     help="Move all but the kept image of each group here (a dry run without --apply).",
 )  # fmt: skip
 @click.option("--apply", is_flag=True, help="With --move-to: really move them.")
+@click.option(
+    "--folder", type=click.Path(file_okay=False),
+    help="The folder the index was built from (needed with --apply: files are moved only "
+    "inside a folder you name, never where an index file says).",
+)  # fmt: skip
 @command
-def dedup(index: str, threshold: float, destination: str | None, apply: bool) -> Any:
+def dedup(
+    index: str, threshold: float, destination: str | None, apply: bool, folder: str | None
+) -> Any:
     """List groups of near-duplicate images in an index; move all but one of each aside.
 
     The image kept is the largest file (then the oldest, then the first path); the others
     are moved, never deleted, keeping their relative paths, with a moves.csv to undo it.
+    Moving needs --folder, the folder the index was built from: an index of another folder
+    is refused (exit 2).
 
     \b
     Examples:
       autodistill-metaclip dedup photos.npz --threshold 0.97
-      autodistill-metaclip dedup photos.npz --move-to duplicates/ --apply
+      autodistill-metaclip dedup photos.npz --move-to duplicates/ --apply --folder photos/
     """
-    from autodistill_metaclip.index import EmbeddingIndex
-    from autodistill_metaclip.index.dedup import move_duplicates, plan
+    from autodistill_metaclip.index.dedup import indexed_folder, move_duplicates, plan
 
     if apply and destination is None:
         raise click.UsageError("--apply needs --move-to")
+    if apply and folder is None:
+        raise click.UsageError(
+            "--apply needs --folder: the folder the index was built from (files are moved "
+            "only inside a folder you name)"
+        )
     loaded = _load(index)
+    if destination is not None:
+        with usage():
+            indexed_folder(loaded, folder)
     groups = plan(loaded, threshold)
     lines = [
-        f"group {i + 1} ({len(g.move) + 1}):\n  keep {loaded.location(g.keep)}"
-        + "".join(f"\n  dup  {loaded.location(k)}" for k in g.move)
+        f"group {i + 1} ({len(g.move) + 1}):\n  keep {printable(str(loaded.location(g.keep)))}"
+        + "".join(f"\n  dup  {printable(str(loaded.location(k)))}" for k in g.move)
         for i, g in enumerate(groups)
     ]
     data: dict[str, Any] = {"groups": [{"keep": g.keep, "duplicates": g.move} for g in groups]}
     skipped = 0
     if destination is not None:
-        moves = move_duplicates(loaded, groups, destination, apply=apply)
+        moves = move_duplicates(loaded, groups, destination, apply=apply, folder=folder)
         data["moves"] = [
             {"from": str(m.source), "to": str(m.destination), "outcome": m.outcome} for m in moves
         ]
         done = sum(m.outcome == "moved" for m in moves)
         skipped = sum(m.outcome.startswith("skipped") for m in moves)
+        lines += [
+            f"  {printable(str(m.source))}: {printable(m.outcome)}"
+            for m in moves
+            if m.outcome.startswith("skipped")
+        ]
         lines.append(
-            f"moved {done} of {len(moves)} to {destination} (see moves.csv); run `index` again"
+            f"moved {done} of {len(moves)} to {printable(destination)} (see moves.csv); "
+            "run `index` again"
             if apply
-            else f"dry run: {len(moves)} files would move to {destination}; add --apply"
+            else f"dry run: {len(moves)} files would move to {printable(destination)}; add --apply"
         )
     return data, "\n".join(lines) or "no near-duplicates", skipped
 
@@ -163,7 +192,6 @@ def cluster(
     Example:
       autodistill-metaclip cluster photos.npz -k 4 -n "a red thing" -n "a blue thing" --sheet c.png
     """
-    from autodistill_metaclip.index import EmbeddingIndex
 
     loaded = _load(index)
     spec, device = _spec_for(loaded, params), params.pop("device")
@@ -179,7 +207,7 @@ def cluster(
     ]
     text = "\n".join(
         f"cluster {c.id} ({len(c.members)} images){' ' + c.name if c.name else ''}: "
-        + ", ".join(Path(str(p)).name for p in c.representatives[:4])
+        + ", ".join(printable(Path(str(p)).name) for p in c.representatives[:4])
         for c in result.clusters
     )
     return data, text, 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -64,7 +65,8 @@ def label(
     summary = written.summary
     text = (
         f"labeled {summary['labeled']}, unlabeled {summary['unlabeled']}, failed "
-        f"{summary['failed']} -> {output_folder} (see manifest.csv)"
+        f"{summary['failed']} -> {output_folder} (manifest.csv; check the labels in "
+        f"{Path(output_folder) / 'review.html'})"
     )
     text += "".join(f"\n  failed: {f['image']}: {f['error']}" for f in summary["failures"][:20])
     return {"output": output_folder, **summary}, text, summary["failed"]

@@ -17,6 +17,8 @@ from typing import Any
 import click
 
 from autodistill_metaclip.engine.spec import PRECISIONS, ModelSpec, resolve_templates
+from autodistill_metaclip.errors import ArgumentError
+from autodistill_metaclip.inputs.policy import InputPolicy, using
 from autodistill_metaclip.labeling.options import LAYOUTS, LabelOptions
 
 MAX_ONTOLOGY_BYTES = 1024 * 1024
@@ -75,6 +77,21 @@ model_options = group(
         help="Memory for images being decoded at once (one alone may exceed it) "
         f"[default: {default(ModelSpec, 'decode_memory')}].",
     ),
+    click.option(
+        "--public-urls-only",
+        is_flag=True,
+        default=None,
+        help="For services taking URLs from users: read only http(s) URLs, and connect only to "
+        "public addresses (no loopback, private, link-local or cloud-metadata ones).",
+    ),
+    click.option(
+        "--allow-scheme",
+        "allow_schemes",
+        multiple=True,
+        metavar="SCHEME",
+        help="Also read inputs of this scheme (repeatable), e.g. memory, ftp, zip "
+        "[default: local files, http, https, s3, gs, az].",
+    ),
 )
 
 ontology_options = group(
@@ -99,7 +116,14 @@ label_options = group(
         "--confidence",
         type=click.FloatRange(0, 1),
         help="Minimum probability of the top class "
-        f"[default: {default(LabelOptions, 'confidence')}].",
+        f"[default: {default(LabelOptions, 'confidence')}]; with --confidence-from, of the "
+        "classes the file does not name.",
+    ),
+    click.option(
+        "--confidence-from",
+        type=click.Path(exists=True, dir_okay=False),
+        help="A threshold per class: the JSON of `evaluate --json` (its first evaluation's "
+        '"confidence"), or an object {"class": threshold, "*": others}.',
     ),
     click.option("--seed", type=int, help="Seed of the split [default: 0]."),
     click.option(
@@ -148,6 +172,14 @@ ray_options = group(
         metavar="SECONDS",
         help="Fail a Ray run that finishes no batch for this long [default: Ray Data's, 30 min].",
     ),
+    click.option(
+        "--actor-resource",
+        "actor_resources",
+        multiple=True,
+        metavar="NAME=AMOUNT",
+        help="A custom resource each actor needs: actors run only on nodes that have it "
+        "(repeatable).",
+    ),
 )
 
 
@@ -161,8 +193,11 @@ def model_spec(params: dict[str, Any], *, ontology: bool, made_by: Any = None) -
     """Take the model options and (with ``ontology``) the classes out of a command's
     parameters: the spec they describe. ``made_by``: the checkpoint and weights to use when -m
     is not given (an index's own). ``device`` stays: it is chosen where the model is built."""
-    names = [f.name for f in fields(ModelSpec) if f.name not in ("ontology", "prompt_templates")]
-    options = given(params, names)
+    own = ("ontology", "prompt_templates", "inputs")
+    options = given(params, [f.name for f in fields(ModelSpec) if f.name not in own])
+    options["inputs"] = input_policy()
+    params.pop("public_urls_only", None)
+    params.pop("allow_schemes", None)
     templates = params.pop("prompt_templates")
     classes = None
     if ontology:
@@ -174,6 +209,20 @@ def model_spec(params: dict[str, Any], *, ontology: bool, made_by: Any = None) -
     preset_or_list = (templates[0] if len(templates) == 1 else list(templates)) or None
     resolved = resolve_templates(preset_or_list)
     return ModelSpec(ontology=classes, prompt_templates=resolved, **options)
+
+
+def input_policy() -> InputPolicy:
+    """The input policy of ``--public-urls-only`` and ``--allow-scheme``, in force (for listing
+    folders, reading images, plotting them) until the command ends."""
+    context = click.get_current_context()
+    policy: InputPolicy | None = context.meta.get("input_policy")
+    if policy is None:
+        public = context.params.get("public_urls_only")
+        chosen = InputPolicy.public_urls() if public else InputPolicy()
+        chosen = chosen.allowing(*context.params.get("allow_schemes") or ())
+        policy = context.with_resource(using(chosen))
+        context.meta["input_policy"] = policy
+    return policy
 
 
 def ontology_from(
@@ -203,6 +252,7 @@ def ontology_from(
 
 def read_ontology(path: str, flag: str = "--ontology") -> dict[str, str]:
     """A ``{caption: class}`` JSON file; any problem is a usage error naming ``flag``."""
+    from autodistill_metaclip.engine.ontology import check_size
     from autodistill_metaclip.inputs.files import read_file
 
     where = f"{flag} {path!r}"
@@ -216,13 +266,44 @@ def read_ontology(path: str, flag: str = "--ontology") -> dict[str, str]:
         raise click.UsageError(f"{where}: not valid JSON ({e})") from None
     if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
         raise click.UsageError(f'{where}: expected a JSON object of {{"caption": "class"}}')
+    try:
+        check_size("captions", list(mapping), list(mapping.values()))
+    except ArgumentError as e:
+        raise click.UsageError(f"{where}: {e.message}") from None
     return mapping
 
 
 def label_options_from(params: dict[str, Any], **fixed: Any) -> LabelOptions:
     """Take ``label()``'s options out of a command's parameters (the flags are its fields),
-    with ``fixed`` ones the command sets itself."""
-    return LabelOptions(**given(params, [f.name for f in fields(LabelOptions)]), **fixed)
+    with ``fixed`` ones the command sets itself; ``--confidence-from`` gives a threshold per
+    class (``--confidence`` then the one of the others)."""
+    options = given(params, [f.name for f in fields(LabelOptions)])
+    path = params.pop("confidence_from", None)
+    if path is not None:
+        thresholds = read_thresholds(path)
+        if "confidence" in options:
+            thresholds["*"] = options["confidence"]
+        options["confidence"] = thresholds
+    return LabelOptions(**options, **fixed)
+
+
+def read_thresholds(path: str) -> dict[str, Any]:
+    """The thresholds per class in a JSON file: ``evaluate --json``'s output (its first
+    evaluation's ``confidence``), an object with ``confidence``, or ``{class: threshold}``."""
+    from autodistill_metaclip.inputs.files import read_file
+
+    where = f"--confidence-from {path!r}"
+    try:
+        data = json.loads(read_file(path, MAX_ONTOLOGY_BYTES, "--confidence-from"))
+    except ValueError as e:
+        raise click.UsageError(f"{where}: not a JSON file ({e})") from None
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        data = data[0]
+    if isinstance(data, dict) and isinstance(data.get("confidence"), dict):
+        data = data["confidence"]
+    if not isinstance(data, dict) or not data:
+        raise click.UsageError(f'{where}: expected {{"class": threshold}} or evaluate\'s JSON')
+    return dict(data)
 
 
 def ray_from(params: dict[str, Any]) -> Any:
@@ -230,9 +311,17 @@ def ray_from(params: dict[str, Any]) -> Any:
     from autodistill_metaclip.distributed import RayOptions
 
     address = params.pop("ray_address")
-    options = given(params, ["actors", "cpus_per_actor", "stall_timeout"])
+    options = given(params, ["actors", "cpus_per_actor", "stall_timeout", "actor_resources"])
     if address is None:
         return None
+    if "actor_resources" in options:
+        pairs = [item.partition("=") for item in options["actor_resources"]]
+        try:
+            options["actor_resources"] = {name: float(amount) for name, _, amount in pairs}
+        except ValueError:
+            raise click.BadParameter(
+                "expected NAME=AMOUNT", param_hint="'--actor-resource'"
+            ) from None
     return RayOptions(address=None if address == "local" else address, **options)
 
 
@@ -240,10 +329,11 @@ def expand(inputs: tuple[str, ...]) -> list[str]:
     """Image arguments: files, URLs and URIs as given, folders as the images inside them."""
     from autodistill_metaclip.inputs import sources
 
+    policy = input_policy() if click.get_current_context(silent=True) else None
     out: list[str] = []
     for item in inputs:
-        if sources.is_folder(item):
-            found = [s.location for s in sources.list_images(item, None)]
+        if sources.is_folder(item, policy):
+            found = [s.location for s in sources.list_images(item, None, policy=policy)]
             if not found:
                 raise click.UsageError(f"IMAGES: the folder {item!r} has no image files")
             out.extend(found)

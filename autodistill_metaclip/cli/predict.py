@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from autodistill_metaclip.cli.options import expand, model_options, model_spec, ontology_options
-from autodistill_metaclip.cli.runner import OutputFile, command, usage
+from autodistill_metaclip.cli.runner import OutputFile, command, printable, usage
 from autodistill_metaclip.labeling.options import check_confidence
 from autodistill_metaclip.results import Status
 
@@ -42,10 +42,12 @@ def predict(
 
         plots.save(plots.predictions_picture(predictions), plot)
     failed = sum(row["status"] == Status.FAILED for row in rows)
-    return rows, "\n".join(_line(row) for row in rows), failed
+    return rows, "\n".join(printable(_line(row)) for row in rows), failed
 
 
 def _line(row: dict[str, Any]) -> str:
+    """One image's line of text (its name and messages may hold control characters: the
+    caller shows them with :func:`printable`)."""
     if row["status"] == Status.FAILED:
         return f"{row['image']}: error: {row['error']}"
     shown = [f"{r['class']} {r['confidence']:.3f}" for r in row["top"]]

@@ -8,6 +8,10 @@ terms, and one exit-code rule:
   wrong type or range, an unreadable ``--ontology`` file, an output file's missing folder;
 - 3: done, but some inputs could not be read (each is listed; the others are in the output).
 
+Text output shows every control character of a file name or message as ``\\xNN``
+(:func:`printable`), so a name cannot move the cursor, recolour or retitle the terminal;
+``--json`` escapes them as JSON does.
+
 A library error that carries its argument (:class:`~autodistill_metaclip.errors.ArgumentError`)
 is shown with the flag that sets that argument: the flags have the library's argument names.
 """
@@ -20,6 +24,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -34,6 +39,9 @@ PARTIAL = 3
 """Exit code: the command finished, but some inputs could not be read."""
 _SPOKEN = {"ontology": "the classes (-c/--class, --ontology or --examples)"}
 """Library arguments that several flags set together."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+"""C0 controls (ESC among them), DEL, C1 controls, and the lone surrogates that stand for
+bytes of a file name that are not UTF-8."""
 
 
 def command(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -62,8 +70,9 @@ def command(function: Callable[..., Any]) -> Callable[..., Any]:
             finally:
                 for warning in caught:
                     if verbose or issubclass(warning.category, MetaCLIPWarning):
-                        click.echo(f"warning: {' '.join(str(warning.message).split())}", err=True)
-        click.echo(to_json(data) if as_json else text)
+                        message = printable(" ".join(str(warning.message).split()))
+                        click.echo(f"warning: {message}", err=True)
+        click.echo(to_json(data) if as_json else printable(text, keep="\n"))
         if failed:
             sys.exit(PARTIAL)
 
@@ -99,7 +108,26 @@ def in_cli_terms(error: BaseException) -> str:
         )
     else:
         message = str(error)
-    return " ".join(message.split()) or type(error).__name__
+    return printable(" ".join(message.split())) or type(error).__name__
+
+
+def printable(text: str, *, keep: str = "") -> str:
+    r"""``text`` safe to print on a terminal: each control character (C0 such as ESC, DEL, C1)
+    shown as ``\xNN``, a byte that is not UTF-8 (a lone surrogate) as ``\xNN`` too; the
+    characters in ``keep`` (e.g. the newlines between lines of output) are left as they are.
+
+    Examples:
+        >>> print(printable("\x1b[31mred.png"))
+        \x1b[31mred.png
+    """
+    return _CONTROL.sub(lambda m: m[0] if m[0] in keep else _escaped(m[0]), text)
+
+
+def _escaped(character: str) -> str:
+    code = ord(character)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8, as os.fsdecode gives it
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\u{code:04x}" if code > 0xFF else f"\\x{code:02x}"
 
 
 def _flag(params: dict[str, click.Parameter], name: str) -> str:

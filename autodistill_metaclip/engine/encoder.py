@@ -23,6 +23,7 @@ from PIL import Image
 
 from autodistill_metaclip.engine import weights
 from autodistill_metaclip.engine.checkpoints import Resolved
+from autodistill_metaclip.engine.prompts import BoundedTokenizer
 from autodistill_metaclip.engine.spec import PRECISIONS
 from autodistill_metaclip.errors import ArgumentError, CheckpointError, WeightsUnavailableError
 from autodistill_metaclip.inputs.images import (
@@ -31,6 +32,7 @@ from autodistill_metaclip.inputs.images import (
     ImageInput,
     read_image,
 )
+from autodistill_metaclip.inputs.policy import DEFAULT_POLICY, InputPolicy
 
 _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 _MAX_ASPECT = 16.0
@@ -76,12 +78,14 @@ class ImagePreprocessor:
     With ``draft_size`` set, JPEGs at least twice that size are decoded at reduced scale
     (Pillow's draft mode, both sides still >= ``draft_size``): faster on large photos, but not
     bit-exact (``MetaCLIP(draft_decoding=True)``; measured in ``benchmarks/throughput.py``).
+    String inputs are read only where ``policy`` allows.
     """
 
     transform: Callable[[Image.Image], torch.Tensor]
     resize_mode: str
     draft_size: int | None
     budget: DecodeBudget
+    policy: InputPolicy = DEFAULT_POLICY
 
     def __call__(self, source: ImageInput) -> torch.Tensor:
         """Load and preprocess one image into a ``(3, H, W)`` float tensor on the CPU."""
@@ -91,7 +95,9 @@ class ImagePreprocessor:
         """The pixels of one image and the encoded bytes they were decoded from; decoding
         waits for its share of the ``budget``, held until the full-size image is freed."""
         with self.budget.hold() as reserve:
-            image, data = read_image(source, draft_size=self.draft_size, reserve=reserve)
+            image, data = read_image(
+                source, draft_size=self.draft_size, reserve=reserve, policy=self.policy
+            )
             if self.resize_mode == "shortest":
                 image = _limit_aspect(image)
             return self.transform(image), data
@@ -103,10 +109,12 @@ def make_preprocessor(
     *,
     draft_decoding: bool = False,
     decode_memory: int = DEFAULT_DECODE_MEMORY,
+    policy: InputPolicy = DEFAULT_POLICY,
 ) -> ImagePreprocessor:
     """The preprocessing open_clip gives ``architecture`` with a pretrained tag's settings
     (``{}`` for a local weights file); ``draft_decoding`` keeps >= 2x the input size;
-    ``decode_memory`` MiB are shared by images decoding at once."""
+    ``decode_memory`` MiB are shared by images decoding at once; string inputs are read under
+    ``policy``."""
     config = merge_preprocess_dict(PreprocessCfg(), tag_config)
     size = open_clip.get_model_config(architecture)["vision_cfg"]["image_size"]
     config["size"] = (size, size) if isinstance(size, int) else tuple(size)
@@ -116,6 +124,7 @@ def make_preprocessor(
         resize_mode=settings.resize_mode,
         draft_size=2 * max(config["size"]) if draft_decoding else None,
         budget=DecodeBudget(decode_memory << 20),
+        policy=policy,
     )
 
 
@@ -130,6 +139,10 @@ class Encoder:
         cache_dir: Where open_clip downloads weights (default: the Hugging Face cache).
         draft_decoding: Decode large JPEGs at reduced scale (see :class:`ImagePreprocessor`).
         decode_memory: MiB that images decoding at once may take.
+        inputs: What string inputs may reach.
+
+    Texts are tokenised in bounded time, cut to what the context can use
+    (:class:`~autodistill_metaclip.engine.prompts.BoundedTokenizer`).
     """
 
     def __init__(
@@ -141,6 +154,7 @@ class Encoder:
         cache_dir: str | os.PathLike[str] | None = None,
         draft_decoding: bool = False,
         decode_memory: int = DEFAULT_DECODE_MEMORY,
+        inputs: InputPolicy = DEFAULT_POLICY,
     ) -> None:
         self.resolved = resolved
         self.device = device
@@ -175,8 +189,9 @@ class Encoder:
             preprocess_cfg,
             draft_decoding=draft_decoding,
             decode_memory=decode_memory,
+            policy=inputs,
         )
-        self.tokenizer = _tokenizer(resolved, cache)
+        self.tokenizer = BoundedTokenizer(_tokenizer(resolved, cache))
         self.logit_scale = float(model.logit_scale.detach().exp())
         self.dim = int(open_clip.get_model_config(resolved.architecture)["embed_dim"])
 

@@ -1,7 +1,10 @@
 """What the classes are: a caption ontology (``{prompt: class}``) or example images per class
 (:class:`ExampleOntology`), checked, and described as data for a run's identity.
 
-Torch-free, so options can be checked before the model is loaded.
+Torch-free, so options can be checked before the model is loaded. Sizes are capped, so an
+ontology from an untrusted file costs bounded work: at most :data:`MAX_PROMPTS` prompts (and
+classes, and captions), each prompt, caption and class name at most :data:`MAX_PROMPT_CHARACTERS`
+characters (the model reads about 77 tokens, a few hundred characters, of each).
 """
 
 from __future__ import annotations
@@ -16,6 +19,11 @@ from autodistill.core import EmbeddingOntologyImage
 from autodistill.detection import CaptionOntology
 
 from autodistill_metaclip.errors import ArgumentError, ArgumentTypeError
+
+MAX_PROMPTS = 10_000
+"""Most prompts (and classes, and captions) in one ontology."""
+MAX_PROMPT_CHARACTERS = 10_000
+"""Longest prompt, caption or class name, in characters."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +49,13 @@ class ExampleOntology:
             if not isinstance(name, str) or not name.strip():
                 raise ArgumentError("ontology", f"expected class names as text, but got {name!r}")
             if len(items) == 0:
-                raise ArgumentError("ontology", f"class {name!r} has no examples")
+                raise ArgumentError("ontology", f"class {_short(name)} has no examples")
+        captions = [
+            text
+            for value in self.captions.values()
+            for text in ([value] if isinstance(value, str) else value)
+        ]
+        check_size("captions", captions, list(self.examples))
         unknown = set(self.captions) - set(self.examples)
         if unknown:
             raise ArgumentError(
@@ -84,6 +98,7 @@ def as_ontology(ontology: Any) -> Ontology:
     prompts, classes = list(ontology.prompts()), list(ontology.classes())
     if not prompts:
         raise ArgumentError("ontology", "expected at least one prompt, but got none")
+    check_size("prompts", prompts, classes)
     for prompt, name in zip(prompts, classes, strict=True):
         if not isinstance(prompt, str) or not prompt.strip():
             raise ArgumentError(
@@ -94,6 +109,33 @@ def as_ontology(ontology: Any) -> Ontology:
                 "ontology", f"expected each class to be non-empty text, but got {name!r}"
             )
     return ontology
+
+
+def check_size(kind: str, prompts: Sequence[Any], classes: Sequence[Any]) -> None:
+    """Refuse more than :data:`MAX_PROMPTS` prompts or classes, or a prompt or class name of
+    more than :data:`MAX_PROMPT_CHARACTERS` characters (``kind``: what the prompts are called).
+
+    Raises:
+        ArgumentError: For ``ontology``, saying which limit and which text.
+    """
+    for what, texts in ((kind, prompts), ("classes", classes)):
+        if len(texts) > MAX_PROMPTS:
+            raise ArgumentError(
+                "ontology", f"{len(texts)} {what}; at most {MAX_PROMPTS} are allowed"
+            )
+        for text in texts:
+            if isinstance(text, str) and len(text) > MAX_PROMPT_CHARACTERS:
+                one = "class name" if what == "classes" else what.removesuffix("s")
+                raise ArgumentError(
+                    "ontology",
+                    f"{one} {_short(text)} has {len(text)} characters; at most "
+                    f"{MAX_PROMPT_CHARACTERS} are allowed (the model reads about 77 tokens)",
+                )
+
+
+def _short(text: str) -> str:
+    """``text`` for a message: its first 40 characters."""
+    return repr(text if len(text) <= 40 else text[:40] + "...")
 
 
 def ontology_identity(ontology: Any) -> Any:

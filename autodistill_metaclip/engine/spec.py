@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from autodistill_metaclip.engine.checkpoints import DEFAULT_CHECKPOINT
 from autodistill_metaclip.errors import ArgumentError, ArgumentTypeError
 from autodistill_metaclip.inputs.images import DEFAULT_DECODE_MEMORY
+from autodistill_metaclip.inputs.policy import DEFAULT_POLICY, InputPolicy
 
 if TYPE_CHECKING:
     from autodistill_metaclip.model import MetaCLIP
@@ -70,8 +71,15 @@ class ModelSpec:
     prompt_templates: tuple[str, ...] | None = None
     draft_decoding: bool = False
     decode_memory: int = DEFAULT_DECODE_MEMORY
+    inputs: InputPolicy = DEFAULT_POLICY
 
     def __post_init__(self) -> None:
+        if self.inputs is None:
+            object.__setattr__(self, "inputs", DEFAULT_POLICY)
+        if not isinstance(self.inputs, InputPolicy):
+            raise ArgumentTypeError(
+                "inputs", f"expected an InputPolicy or None, but got {type(self.inputs).__name__}"
+            )
         for name in ("batch_size", "decode_memory"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

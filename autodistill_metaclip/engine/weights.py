@@ -114,9 +114,20 @@ def _download(resolved: Resolved, config: dict[str, Any], cache_dir: str | None)
         "checkpoint",
         f"{resolved.name!r} ({resolved.architecture}, {resolved.tag}): weights are not in the "
         f"cache ({cache}) and could not be downloaded ({problem}). Connect to the internet "
-        "once, or download them elsewhere and pass {weights}.",
+        f"once, or download {_where(config)} elsewhere and pass {{weights}}; "
+        "the bundled {checkpoint} works offline.",
         weights="path/to/weights.safetensors",
+        checkpoint="demo",
     )
+
+
+def _where(config: dict[str, Any]) -> str:
+    """The file to download for a tag, as open_clip looks for it."""
+    hub = _hub_file(config)
+    if hub is not None:
+        repo, names = hub
+        return f"https://huggingface.co/{repo}/resolve/main/{names[0]}"
+    return str(config.get("url") or "its weights file")
 
 
 def _unreachable(config: dict[str, Any]) -> str | None:

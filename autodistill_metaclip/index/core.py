@@ -210,7 +210,10 @@ class EmbeddingIndex:
         """
         self.check_model(model)
         listed = sources.list_images(
-            self.root, self.options["extensions"], recursive=self.options["recursive"]
+            self.root,
+            self.options["extensions"],
+            recursive=self.options["recursive"],
+            policy=model.spec.inputs,
         )
         current = {f.key: f for f in listed}
         known = dict(zip(self.keys, self.stamps, strict=True))
@@ -343,8 +346,10 @@ class EmbeddingIndex:
         model: MetaCLIP | None = None,
     ) -> Clustering:
         """k-means (``neighbours.kmeans``) on the embeddings; each cluster lists its members closest
-        to the centre first. With candidate ``names`` (and ``model``), each cluster is named by
-        the candidate whose text embedding is closest to its centre."""
+        to the centre first. With candidate ``names`` (and ``model``), clusters are named by the
+        candidates whose text embeddings are closest to their centres, each name given once
+        while names last (the best matching overall), then again with a number: no two
+        clusters share a name."""
         if not 1 <= k <= len(self):
             raise ArgumentError(
                 "k", f"expected 1 to {len(self)} (the number of images), but got {k}"
@@ -358,13 +363,14 @@ class EmbeddingIndex:
                 )
             self.check_model(model)
             name_scores = centres @ model.embed_text(list(names)).T
+        chosen = _names(name_scores, list(names or []), labels)
         clusters = []
         for c in range(k):
             members = np.flatnonzero(labels == c)
             if not len(members):
                 continue  # k close to the number of distinct images leaves some empty
             closest = members[np.argsort(-(self.embeddings[members] @ centres[c]), kind="stable")]
-            best = int(np.argmax(name_scores[c])) if name_scores is not None else None
+            best = chosen.get(c)
             clusters.append(
                 Cluster(
                     id=c,
@@ -372,10 +378,8 @@ class EmbeddingIndex:
                     representatives=[
                         self.location(self.keys[i]) for i in closest[:representatives]
                     ],
-                    name=None if best is None or names is None else names[best],
-                    name_score=None
-                    if best is None or name_scores is None
-                    else float(name_scores[c, best]),
+                    name=None if best is None else best[0],
+                    name_score=None if best is None else best[1],
                 )
             )
         return Clustering(labels=labels, clusters=clusters)
@@ -415,6 +419,29 @@ def model_info(model: MetaCLIP) -> dict[str, Any]:
 def _probe(info: dict[str, Any]) -> list[float]:
     """The probe text's embedding (``probe`` in indexes saved before 0.3)."""
     return list(info.get("probe_text", info.get("probe", [])))
+
+
+def _names(
+    scores: np.ndarray | None, names: list[str], labels: np.ndarray
+) -> dict[int, tuple[str, float]]:
+    """Each non-empty cluster's name and its score: names matched to clusters one to one by
+    the best total score, then the clusters left over named by their best name and a number."""
+    if scores is None or not names:
+        return {}
+    from scipy.optimize import linear_sum_assignment
+
+    used = [c for c in range(len(scores)) if np.any(labels == c)]
+    rows, columns = linear_sum_assignment(-scores[used])
+    chosen = {
+        used[r]: (names[c], float(scores[used[r], c])) for r, c in zip(rows, columns, strict=True)
+    }
+    times: dict[str, int] = {}
+    for c in used:
+        if c not in chosen:
+            best = int(np.argmax(scores[c]))
+            times[names[best]] = times.get(names[best], 1) + 1
+            chosen[c] = (f"{names[best]} ({times[names[best]]})", float(scores[c, best]))
+    return chosen
 
 
 def _open_store(folder: Path, model: MetaCLIP | None) -> EmbeddingStore:

@@ -26,6 +26,8 @@ OPEN_NO_WAIT = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
 """Flags that open a FIFO or device without waiting on it (then refused by ``fstat``)."""
 PARTIAL_PREFIX = ".partial-"
 """Temporary files start with this, in the target's folder, until renamed into place."""
+NAME_MAX = 255
+"""The longest file name, in bytes, on the usual filesystems (ext4, XFS, APFS, NTFS...)."""
 
 
 @contextmanager
@@ -41,7 +43,7 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
         ...     f.write("a,b\\n")
     """
     target = Path(path)
-    temporary = target.with_name(f"{PARTIAL_PREFIX}{secrets.token_hex(8)}-{target.name}")
+    temporary = target.with_name(partial_name(target.name))
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     descriptor = os.open(temporary, flags, 0o666)
     try:
@@ -54,6 +56,19 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def partial_name(name: str) -> str:
+    """The name of a temporary file for ``name``: ``.partial-<16 hex>-<name>``, the name cut
+    (at a byte) so that the whole stays within :data:`NAME_MAX` bytes.
+
+    Examples:
+        >>> len(os.fsencode(partial_name("a" * 250 + ".png")))
+        255
+    """
+    head = f"{PARTIAL_PREFIX}{secrets.token_hex(8)}-"
+    room = NAME_MAX - len(head)
+    return head + os.fsdecode(os.fsencode(name)[:room])
 
 
 class UnreadableFile(OSError):

@@ -7,6 +7,10 @@ OpenCV and autodistill hand them out) or raw encoded bytes. Every one comes out 
 (EXIF orientation applied) RGB PIL image. Transparent pixels are composited onto white, the way
 image viewers show them; 16-bit images are scaled to 8 bits, not clipped.
 
+A string input is read only if the :class:`~autodistill_metaclip.inputs.policy.InputPolicy` allows
+it. A JPEG whose decoding would cost far more than its size suggests (a progressive JPEG of
+thousands of scans) is refused before it is decoded (:data:`MAX_JPEG_SCANS`).
+
 Examples:
     >>> import numpy as np
     >>> load_image(np.zeros((4, 6, 3), np.uint8)).size
@@ -18,6 +22,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import struct
 import threading
 from collections.abc import Callable, Iterator
@@ -29,6 +34,7 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from autodistill_metaclip.errors import ArgumentTypeError, ImageLoadError
 from autodistill_metaclip.inputs import sources, urls
+from autodistill_metaclip.inputs.policy import InputPolicy, in_force
 from autodistill_metaclip.inputs.sources import SourceFile
 
 ImageInput: TypeAlias = "str | os.PathLike[str] | Image.Image | np.ndarray | bytes | SourceFile"
@@ -41,6 +47,18 @@ _WHITE = (255, 255, 255)
 _STORAGE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
 """Bytes per pixel Pillow stores for a mode (4 for every other mode, RGB included)."""
 _STRIP_ROWS = 256
+MAX_JPEG_SCANS = 200
+"""Most scans decoded in one JPEG (libjpeg-turbo's ``djpeg -maxscans`` suggests hundreds; a
+progressive JPEG from Pillow or a camera has about 10): each scan costs a pass over the image."""
+MAX_JPEG_SCAN_PIXELS = 2_000_000_000
+"""Most pixels decoded over all of a JPEG's scans (scans x width x height): ~1-2 s of decoding.
+10 scans of Pillow's 89-megapixel bomb limit are 0.9e9."""
+_ALWAYS_SCANS = 32
+"""Scans any JPEG may have, however large (a progressive one has about 10)."""
+MAX_JPEG_MARKERS = 65_536
+"""Most markers read in one JPEG (a photo has a few dozen), so that counting scans is quick."""
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7]")
+"""A marker after entropy-coded data: 0xFF not followed by stuffing (0x00) or a restart."""
 logger = logging.getLogger(__name__)
 
 
@@ -59,7 +77,9 @@ def describe(source: Any) -> str:
     return f"<{type(source).__name__}>"
 
 
-def load_image(source: ImageInput, *, draft_size: int | None = None) -> Image.Image:
+def load_image(
+    source: ImageInput, *, draft_size: int | None = None, policy: InputPolicy | None = None
+) -> Image.Image:
     """Load any supported input as an upright RGB image.
 
     Args:
@@ -67,16 +87,22 @@ def load_image(source: ImageInput, *, draft_size: int | None = None) -> Image.Im
             or encoded bytes.
         draft_size: If set, JPEGs at least twice this size in both sides are decoded at a
             reduced scale (Pillow's draft mode) that keeps both sides >= ``draft_size``.
+        policy: What a string input may reach; default: the policy in force
+            (:func:`~autodistill_metaclip.inputs.policy.in_force`).
 
     Raises:
         ImageLoadError: The input cannot be read as an image; the message names it and why.
         TypeError: The input is of no supported type (``None``, a number, ...).
     """
-    return read_image(source, draft_size=draft_size)[0]
+    return read_image(source, draft_size=draft_size, policy=policy)[0]
 
 
 def read_image(
-    source: ImageInput, *, draft_size: int | None = None, reserve: Reserve | None = None
+    source: ImageInput,
+    *,
+    draft_size: int | None = None,
+    reserve: Reserve | None = None,
+    policy: InputPolicy | None = None,
 ) -> tuple[Image.Image, bytes | None]:
     """:func:`load_image`, also returning the encoded bytes it decoded (``None`` for a PIL
     image or array): a file is read once, and what was decoded is what a caller may copy.
@@ -91,13 +117,9 @@ def read_image(
     if isinstance(source, _BYTE_TYPES):
         data = bytes(source)
     elif isinstance(source, SourceFile):
-        data = sources.read(source)
-    elif isinstance(source, str) and source.lower().startswith(("http://", "https://")):
-        data = urls.download(source)
-    elif isinstance(source, str) and sources.is_uri(source):
-        data = sources.read_bytes(source)
+        data = sources.read(source, policy=in_force(policy))
     elif isinstance(source, str | os.PathLike):
-        data = sources.read_local(os.fspath(source))
+        data = _read_location(os.fsdecode(source), in_force(policy))
     else:
         raise ArgumentTypeError(
             "image",
@@ -105,6 +127,70 @@ def read_image(
             f"but got {type(source).__name__}",
         )
     return _decode(io.BytesIO(data), describe(source), draft_size, reserve), data
+
+
+def _read_location(location: str, policy: InputPolicy) -> bytes:
+    """The bytes at a path, URL or URI that ``policy`` allows."""
+    why = policy.refusal(location)
+    if why is not None:
+        raise ImageLoadError(f"{urls.redact(location)!r}: {why}")
+    if location.lower().startswith(("http://", "https://")):
+        return urls.download(location, policy)
+    local = sources.local_path(location)  # a file:// URI is read as the local file it names
+    if local is None:
+        return sources.read_bytes(location, policy=policy)
+    return sources.read_local(local)
+
+
+def jpeg_scans(data: bytes | memoryview, most: int) -> int:
+    """The scans (SOS markers) of a JPEG's first image, counted from its markers without
+    decoding; counting stops past ``most``. Marker segments are skipped by their length, and
+    entropy-coded data (after each SOS) up to the next marker.
+
+    Raises:
+        ValueError: More than :data:`MAX_JPEG_MARKERS` markers (fill bytes included).
+    """
+    position, scans, markers = 2, 0, 0  # after SOI
+    while scans <= most and position + 4 <= len(data):
+        markers += 1
+        if markers > MAX_JPEG_MARKERS:
+            raise ValueError(f"more than {MAX_JPEG_MARKERS} JPEG markers")
+        if data[position] != 0xFF:
+            break  # not a marker: corrupt, which decoding reports
+        marker = data[position + 1]
+        if marker == 0xFF:  # a fill byte
+            position += 1
+            continue
+        if marker == 0xD9:  # EOI
+            break
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a segment
+            position += 2
+            continue
+        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+        if marker == 0xDA:  # SOS: a segment, then entropy-coded data
+            scans += 1
+            found = _JPEG_MARKER.search(data, position)
+            if found is None:
+                break
+            position = found.start()
+    return scans
+
+
+def _check_jpeg_scans(file: io.BytesIO, image: Image.Image, name: str) -> None:
+    """Refuse a JPEG whose scans would take far longer to decode than its size suggests."""
+    pixels = max(1, image.width * image.height)
+    most = min(MAX_JPEG_SCANS, max(_ALWAYS_SCANS, MAX_JPEG_SCAN_PIXELS // pixels))
+    try:
+        with file.getbuffer() as data:
+            scans = jpeg_scans(data, most)
+    except ValueError as e:
+        raise ImageLoadError(f"{name}: refused: {e}") from None
+    if scans > most:
+        raise ImageLoadError(
+            f"{name}: refused: a JPEG of more than {most} scans, the most decoded for "
+            f"{image.width}x{image.height} pixels (at most {MAX_JPEG_SCANS}, and "
+            f"{MAX_JPEG_SCAN_PIXELS:,} pixels over all scans); each scan is one more decoding pass"
+        )
 
 
 class DecodeBudget:
@@ -203,6 +289,8 @@ def _decode(
             f"{name}: refused as a possible decompression bomb ({image.width}x{image.height} "
             f"pixels is over Pillow's limit of {limit})"
         )
+    if image.format in ("JPEG", "MPO"):
+        _check_jpeg_scans(file, image, name)
     if draft_size and image.format == "JPEG" and min(image.size) >= 2 * draft_size:
         image.draft(image.mode, (draft_size, draft_size))
     if reserve is not None:

@@ -7,6 +7,14 @@ huggingface_hub needs it), so local, ``file://`` and ``memory://`` need nothing 
 protocol needs only its own small package (``s3fs``, ``gcsfs``, ``adlfs``), and Ray Data and
 pyarrow accept fsspec filesystems as they are.
 
+Every location is checked against the :class:`~autodistill_metaclip.inputs.policy.InputPolicy`
+first. Every fsspec call (a read, a listing, a folder check) runs in a daemon thread under a
+deadline (:data:`~autodistill_metaclip.inputs.urls.URL_TIMEOUT` for a file, :data:`LIST_TIMEOUT`
+for a listing) and reads stop at a byte cap, whatever the protocol: a server that never answers
+costs the caller its deadline, not a hang. A thread still blocked on such a server is left to
+end when its socket does; at most :data:`MAX_STALLED` of them exist at once (a read that finds
+none free waits within its own deadline), so hung servers cannot pile up threads or sockets.
+
 Examples:
     >>> files = list_images("photos/", [".jpg"], recursive=True)  # doctest: +SKIP
     >>> files[0].key, files[0].location  # doctest: +SKIP
@@ -18,17 +26,21 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from PIL import Image
 
 from autodistill_metaclip.errors import ArgumentError, ImageLoadError
+from autodistill_metaclip.inputs import urls
 from autodistill_metaclip.inputs.files import UnreadableFile, read_capped
+from autodistill_metaclip.inputs.policy import InputPolicy, in_force
 
 IMAGE_FORMATS = (
     *("AVIF", "BMP", "DIB", "GIF", "ICO", "JPEG", "JPEG2000", "PCX", "PNG", "PPM", "QOI"),
@@ -38,10 +50,21 @@ IMAGE_FORMATS = (
 (Pillow runs Ghostscript for it) nor any plugin another package registered."""
 MAX_FILE_BYTES = 512 * 1024 * 1024
 """Largest image file read (each input is read into memory once, then decoded and copied)."""
+LIST_TIMEOUT = 120.0
+"""Seconds for listing a remote folder (one file's read has ``urls.URL_TIMEOUT``)."""
+MAX_STALLED = 32
+"""Remote reads and listings that may be running at once, those given up on included."""
+_CHUNK = 1 << 20
 _CHANGE_KEYS = ("mtime", "LastModified", "ETag", "created")  # what fsspec backends report
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 _ESCAPE = re.compile(r"\\(\\|x[0-9a-f]{2})")
 logger = logging.getLogger(__name__)
+_SLOTS = threading.BoundedSemaphore(MAX_STALLED)
+T = TypeVar("T")
+
+
+class DeadlinePassed(TimeoutError):
+    """A remote call did not finish within its deadline."""
 
 
 @dataclass(frozen=True)
@@ -97,17 +120,24 @@ def is_uri(location: Any) -> bool:
     )
 
 
-def is_folder(location: str | os.PathLike[str]) -> bool:
-    """Whether a local path or a filesystem URI names a folder."""
+def is_folder(location: str | os.PathLike[str], policy: InputPolicy | None = None) -> bool:
+    """Whether a local path or a filesystem URI names a folder (``False`` for one the policy,
+    by default the one in force, refuses, or that does not answer in time)."""
     location = os.fspath(location)
+    if in_force(policy).refusal(location) is not None:
+        return False
     if not is_uri(location):
         return Path(location).is_dir()
-    from fsspec.core import url_to_fs
 
-    try:
+    def check(deadline: float) -> bool:
+        from fsspec.core import url_to_fs
+
         filesystem, path = url_to_fs(location)
         return bool(filesystem.isdir(path))
-    except (ImportError, OSError, ValueError):
+
+    try:
+        return bounded(check, urls.URL_TIMEOUT)
+    except Exception:
         return False
 
 
@@ -135,6 +165,7 @@ def list_images(
     recursive: bool = False,
     exclude: str | os.PathLike[str] | None = None,
     follow_links: bool = False,
+    policy: InputPolicy | None = None,
 ) -> list[SourceFile]:
     """Files under ``root`` whose suffix is one of ``extensions``, sorted by key.
 
@@ -148,12 +179,16 @@ def list_images(
             read only if it leads to a file inside ``root`` (checked when the file is opened,
             so a link swapped during a run cannot smuggle in another file); one leading out
             is reported as unreadable.
+        policy: What ``root`` may be; default: the policy in force.
 
     Every matching local name is listed, even a broken symlink or a directory called ``x.jpg``:
     the reader reports it as unreadable rather than it silently going missing.
     """
     wanted = normalise_extensions(extensions)
     location = os.fspath(root)
+    why = in_force(policy).refusal(location)
+    if why is not None:
+        raise ArgumentError("input_folder", f"{urls.redact(location)!r}: {why}")
     local = local_path(location)  # file:// is listed as the local folder it is
     if local is None:
         return _list_remote(location, wanted, recursive)
@@ -175,28 +210,97 @@ def normalise_extensions(extensions: Iterable[str] | None) -> frozenset[str]:
     return frozenset(normalised)
 
 
-def read(file: SourceFile, limit: int = MAX_FILE_BYTES) -> bytes:
-    """A listed file's whole content (local links checked against ``file.within``)."""
+def read(file: SourceFile, limit: int = MAX_FILE_BYTES, policy: InputPolicy | None = None) -> bytes:
+    """A listed file's whole content (local links checked against ``file.within``), if the
+    policy (default: the one in force) allows its location."""
+    why = in_force(policy).refusal(file.location)
+    if why is not None:
+        raise ImageLoadError(f"{urls.redact(file.location)!r}: {why}")
     local = local_path(file.location)
     if local is None:
-        return read_bytes(file.location, limit)
+        return read_bytes(file.location, limit, policy)
     return read_local(local, within=file.within, limit=limit)
 
 
-def read_bytes(location: str, limit: int = MAX_FILE_BYTES) -> bytes:
-    """The whole content of a file at a URI, at most ``limit`` bytes."""
-    import fsspec
+def read_bytes(
+    location: str, limit: int = MAX_FILE_BYTES, policy: InputPolicy | None = None
+) -> bytes:
+    """The whole content of a file at a URI, if the policy (default: the one in force) allows
+    it: at most ``limit`` and ``urls.MAX_URL_BYTES`` bytes, within ``urls.URL_TIMEOUT``.
+
+    Raises:
+        ImageLoadError: Refused, unreadable, too large or too slow; the message says which.
+    """
+    shown = repr(urls.redact(location))
+    why = in_force(policy).refusal(location)
+    if why is not None:
+        raise ImageLoadError(f"{shown}: {why}")
+    limit = min(limit, urls.MAX_URL_BYTES)
+    timeout = urls.URL_TIMEOUT
+
+    def fetch(deadline: float) -> bytes:
+        import fsspec
+
+        data = bytearray()
+        with fsspec.open(location, "rb") as file:
+            while len(data) <= limit:
+                chunk = file.read(min(_CHUNK, limit + 1 - len(data)))
+                if not chunk:
+                    break
+                data += chunk
+                if time.monotonic() >= deadline:
+                    raise DeadlinePassed()  # stop reading for a caller that has gone
+        return bytes(data)
 
     try:
-        with fsspec.open(location, "rb") as file:
-            data = file.read(limit + 1)
+        data = bounded(fetch, timeout)
+    except DeadlinePassed as e:
+        raise ImageLoadError(f"{shown}: not complete within {timeout:g}s{_why(e)}") from None
     except ImportError as e:
-        raise ImageLoadError(f"{location!r}: {e}") from None
-    except (OSError, ValueError) as e:
-        raise ImageLoadError(f"{location!r}: cannot read ({type(e).__name__}: {e})") from None
+        raise ImageLoadError(f"{shown}: {e}") from None
+    except Exception as e:  # each fsspec backend raises its own kinds
+        raise ImageLoadError(f"{shown}: cannot read ({type(e).__name__}: {e})") from None
     if len(data) > limit:
-        raise ImageLoadError(f"{location!r}: larger than {limit} bytes")
+        raise ImageLoadError(f"{shown}: larger than {limit} bytes")
     return data
+
+
+def bounded(work: Callable[[float], T], seconds: float) -> T:
+    """``work(deadline)`` run in a daemon thread: its result (or its exception) if it ends
+    within ``seconds``.
+
+    A thread blocked on a server that never answers cannot be stopped; it is left to end with
+    its socket, holding one of :data:`MAX_STALLED` slots until then.
+
+    Raises:
+        DeadlinePassed: ``work`` did not end in time, or no slot came free in time.
+    """
+    deadline = time.monotonic() + seconds
+    if not _SLOTS.acquire(timeout=seconds):
+        raise DeadlinePassed(f"{MAX_STALLED} earlier remote reads are still waiting on servers")
+    outcome: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, work(deadline)))
+        except BaseException as e:
+            outcome.append((False, e))
+        finally:
+            _SLOTS.release()
+
+    thread = threading.Thread(target=run, name="metaclip-remote", daemon=True)
+    thread.start()
+    thread.join(max(0.0, deadline - time.monotonic()))
+    if not outcome:
+        raise DeadlinePassed()
+    finished, value = outcome[0]
+    if not finished:
+        raise value
+    return value
+
+
+def _why(error: Exception) -> str:
+    return f" ({error})" if str(error) else ""
 
 
 def read_local(path: str, *, within: str | None = None, limit: int = MAX_FILE_BYTES) -> bytes:
@@ -257,16 +361,25 @@ def stamp(info: os.stat_result) -> str:
 
 
 def _list_remote(uri: str, wanted: frozenset[str], recursive: bool) -> list[SourceFile]:
-    from fsspec.core import url_to_fs
+    def find(deadline: float) -> tuple[str, dict[str, Any]]:
+        from fsspec.core import url_to_fs
 
-    try:
         filesystem, base = url_to_fs(uri)
         if not filesystem.isdir(base):
             raise ArgumentError("input_folder", f"{uri!r} is not a folder")
-        listing = filesystem.find(base, maxdepth=None if recursive else 1, detail=True)
+        return base, filesystem.find(base, maxdepth=None if recursive else 1, detail=True)
+
+    try:
+        base, listing = bounded(find, LIST_TIMEOUT)
+    except ArgumentError:
+        raise
+    except DeadlinePassed as e:
+        raise ArgumentError(
+            "input_folder", f"cannot list {uri!r} (not complete within {LIST_TIMEOUT:g}s{_why(e)})"
+        ) from None
     except ImportError as e:
         raise ArgumentError("input_folder", f"{uri!r} needs a filesystem package: {e}") from e
-    except OSError as e:
+    except Exception as e:  # each fsspec backend raises its own kinds
         raise ArgumentError("input_folder", f"cannot list {uri!r} ({type(e).__name__}: {e})") from e
     prefix = base.rstrip("/") + "/"
     found = []

@@ -6,6 +6,12 @@ byte at a time, or redirects slowly, cannot hold a call longer. The name lookup 
 under the same deadline. Redirects are followed (at most :data:`MAX_REDIRECTS`); ``gzip`` and
 ``deflate`` bodies are decoded within :data:`MAX_URL_BYTES`; ``user:password@`` is sent as basic
 authentication. URLs are fetched directly, without proxy variables.
+
+Each URL, redirects included, must pass the input policy (see
+:mod:`autodistill_metaclip.inputs.policy`); under ``public_only`` the name is resolved once, each
+address is checked, and the socket connects to a checked address itself (no second lookup that a
+rebinding DNS server could answer differently); https still verifies the certificate against the
+URL's host name (SNI).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 from autodistill_metaclip.errors import ImageLoadError
+from autodistill_metaclip.inputs.policy import InputPolicy, in_force
 
 URL_TIMEOUT = 10.0
 """Seconds for everything one URL takes: connecting, each redirect, the headers and the body."""
@@ -48,15 +55,21 @@ def redact(location: str) -> str:
     return parts._replace(netloc=netloc, query=query).geturl()
 
 
-def download(url: str) -> bytes:
+def download(url: str, policy: InputPolicy | None = None) -> bytes:
     """Fetch a URL's body within one deadline (:data:`URL_TIMEOUT`) for the name lookup,
     connecting, every redirect, the headers and the body; errors, non-images and oversized
-    bodies are refused. No message shows the URL's credentials."""
+    bodies are refused, and so is a URL or redirect that ``policy`` (default: the one in force,
+    :func:`~autodistill_metaclip.inputs.policy.in_force`) refuses. No message shows the URL's
+    credentials."""
+    policy = in_force(policy)
     shown = repr(redact(url))
     deadline = time.monotonic() + URL_TIMEOUT
     for _ in range(MAX_REDIRECTS + 1):
+        why = policy.refusal(url)
+        if why is not None:
+            raise ImageLoadError(f"{shown}: {why}")
         try:
-            redirect, body = _fetch(url, deadline, shown)
+            redirect, body = _fetch(url, deadline, shown, policy)
         except ImageLoadError:
             raise
         except (OSError, ValueError, http.client.HTTPException) as e:  # ValueError: a bad port
@@ -70,7 +83,7 @@ def download(url: str) -> bytes:
     raise ImageLoadError(f"{shown}: more than {MAX_REDIRECTS} redirects")
 
 
-def _fetch(url: str, deadline: float, shown: str) -> tuple[str | None, bytes]:
+def _fetch(url: str, deadline: float, shown: str, policy: InputPolicy) -> tuple[str | None, bytes]:
     """One request: ``(redirect target, b"")`` or ``(None, body)``. At the deadline the socket
     is shut down from a timer, so no server can hold a read open by dripping bytes."""
     parts = urlsplit(url)
@@ -79,7 +92,7 @@ def _fetch(url: str, deadline: float, shown: str) -> tuple[str | None, bytes]:
     secure = parts.scheme.lower() == "https"
     port = parts.port or (443 if secure else 80)
     with contextlib.ExitStack() as cleanup:
-        current = [_connect(parts.hostname, port, deadline)]  # what the timer shuts down
+        current = [_connect(parts.hostname, port, deadline, policy, shown)]  # the timer shuts it
         cleanup.callback(lambda: current[0].close())
         timer = threading.Timer(_left(deadline), _shut, (current,))
         timer.daemon = True
@@ -113,8 +126,11 @@ def _fetch(url: str, deadline: float, shown: str) -> tuple[str | None, bytes]:
         return None, body
 
 
-def _connect(host: str, port: int, deadline: float) -> socket.socket:
-    """A connected socket; the name lookup runs in a thread so that it, too, ends in time."""
+def _connect(
+    host: str, port: int, deadline: float, policy: InputPolicy, shown: str
+) -> socket.socket:
+    """A socket connected to an address of ``host`` that ``policy`` allows (checked on the
+    address connected to); the name lookup runs in a thread so that it, too, ends in time."""
     found: list[Any] = []
 
     def lookup() -> None:
@@ -131,7 +147,12 @@ def _connect(host: str, port: int, deadline: float) -> socket.socket:
     if isinstance(found[0], Exception):
         raise found[0]
     error: OSError = OSError(f"no address for {host!r}")
+    refused = []
     for family, kind, protocol, _, address in found[0]:
+        why = policy.address_refusal(address[0])
+        if why is not None:
+            refused.append(why)
+            continue
         sock = socket.socket(family, kind, protocol)
         try:
             sock.settimeout(_left(deadline))
@@ -140,6 +161,8 @@ def _connect(host: str, port: int, deadline: float) -> socket.socket:
         except OSError as e:
             sock.close()
             error = e
+    if refused and len(refused) == len(found[0]):
+        raise ImageLoadError(f"{shown}: {refused[0]}; refused under public_only")
     raise error
 
 

@@ -46,7 +46,10 @@ def read_corrections(corrections: str | os.PathLike[str] | Mapping[str, Any]) ->
     or its parsed JSON.
 
     Raises:
-        ValueError: Naming the entry and what is wrong with it.
+        ValueError: Naming the entry and what is wrong with it: also two entries for one image
+            (which would be applied in an order nobody chose), or a file nested too deeply to
+            parse (corrections are three levels deep).
+        TypeError: ``corrections`` is neither a path nor a mapping (an ``ArgumentTypeError``).
     """
     if isinstance(corrections, Mapping):
         data: Any = corrections
@@ -59,6 +62,12 @@ def read_corrections(corrections: str | os.PathLike[str] | Mapping[str, Any]) ->
         raw = read_file(corrections, MAX_CORRECTIONS_BYTES, "corrections")
         try:
             data = json.loads(raw)
+        except RecursionError:
+            raise ArgumentError(
+                "corrections",
+                f"{os.fspath(corrections)!r} is nested too deeply to parse; expected an object "
+                'with a list of entries under "corrections"',
+            ) from None
         except ValueError as e:
             raise ArgumentError(
                 "corrections", f"{os.fspath(corrections)!r} is not JSON ({e})"
@@ -69,6 +78,7 @@ def read_corrections(corrections: str | os.PathLike[str] | Mapping[str, Any]) ->
     if not isinstance(entries, list):
         raise ValueError('corrections: expected a list under "corrections"')
     changes: dict[str, Any] = {}
+    first: dict[str, int] = {}  # image -> its entry
     for n, entry in enumerate(entries):
         where = f"corrections[{n}]"
         if not isinstance(entry, Mapping) or not isinstance(entry.get("image"), str):
@@ -78,7 +88,14 @@ def read_corrections(corrections: str | os.PathLike[str] | Mapping[str, Any]) ->
             raise ValueError(f"{where}.to: expected a class name or null, but got {target!r}")
         if source is not None and not isinstance(source, str):
             raise ValueError(f"{where}.from: expected a class name, but got {source!r}")
-        changes[entry["image"]] = (source, target)
+        image = entry["image"]
+        if image in first:
+            raise ValueError(
+                f"{where}: expected one correction per image, but {image!r} is also "
+                f"corrections[{first[image]}]"
+            )
+        first[image] = n
+        changes[image] = (source, target)
     return changes
 
 
@@ -128,29 +145,42 @@ def apply_corrections(
                 counts["unchanged"] += 1
                 continue
             row["decided"], row["class"] = str(decided), new_class
-            counts["excluded" if target is None else "reassigned"] += 1
+            if row["status"] == Status.UNLABELED:  # given a class: it joins the dataset
+                row["status"] = str(Status.LABELED)
+                counts["labelled"] += 1
+            else:
+                counts["excluded" if target is None else "reassigned"] += 1
         save_decisions(output, folder.decisions)
         files = [SourceFile(key, "", row["stamp"]) for key, row in rows.items()]
         failures = {k: r["error"] for k, r in rows.items() if r["status"] == Status.FAILED}
         # an existing page shows the decisions from now on
+        store = folder.store()
         folder.write(
-            files, rows, folder.leaders(files), review=(output / REVIEW_FILE).exists(),
-            done=run_digest(settings, classes, files, failures, folder.decisions),
+            files, rows, folder.leaders(files, store), review=(output / REVIEW_FILE).exists(),
+            fetch=folder.refetch(store), done=run_digest(settings, classes, files, failures,
+                                                          folder.decisions),
         )  # fmt: skip
-    return {name: counts[name] for name in ("reassigned", "excluded", "unchanged")}
+    return {name: counts[name] for name in ("reassigned", "excluded", "labelled", "unchanged")}
 
 
 def _check(
     image: str, source: str | None, target: str | None, row: Any, classes: list[str]
 ) -> None:
-    if row is None or row["status"] != Status.LABELED:
+    unlabeled = row is not None and row["status"] == Status.UNLABELED
+    if row is None or not (row["status"] == Status.LABELED or unlabeled):
         problem = "is not in the manifest" if row is None else f"is {row['status']}"
-        raise ArgumentError("corrections", f"{image!r} {problem}; only labelled images can move")
+        raise ArgumentError(
+            "corrections", f"{image!r} {problem}; only labelled and unlabeled images can move"
+        )
+    if unlabeled and target is None:
+        raise ArgumentError(
+            "corrections", f"{image!r} is unlabeled, so not in the dataset: give it a class"
+        )
     if target is not None and target not in classes:
         raise ArgumentError(
             "corrections", f"{image!r} -> {target!r}: expected one of {', '.join(classes)}"
         )
-    if source is not None and row["class"] not in (source, target):
+    if source is not None and not unlabeled and row["class"] not in (source, target):
         raise ArgumentError(
             "corrections",
             f"{image!r} is now {row['class']!r}, not {source!r} as when the page "

@@ -16,6 +16,7 @@ import numpy as np
 from autodistill_metaclip.index.groups import gather
 from autodistill_metaclip.inputs.sources import SourceFile
 from autodistill_metaclip.labeling.manifest import TOP, Decision, new_row
+from autodistill_metaclip.labeling.options import threshold_of
 from autodistill_metaclip.labeling.state import Decided
 from autodistill_metaclip.results import Status
 
@@ -28,7 +29,7 @@ def derive_rows(
     vectors: np.ndarray,
     probabilities: Callable[[np.ndarray], np.ndarray],
     classes: Sequence[str],
-    confidence: float,
+    confidence: float | Mapping[str, float],
     failures: Mapping[str, str],
     decisions: Mapping[str, Decided],
 ) -> tuple[dict[str, dict[str, str]], list[str]]:
@@ -40,7 +41,8 @@ def derive_rows(
         vectors: The embeddings (a store's, memory-mapped is fine).
         probabilities: ``(N, D)`` embeddings -> ``(N, len(classes))`` probabilities.
         classes: The ontology's classes (a class listed twice counts at its first place).
-        confidence: The threshold of ``labeled``.
+        confidence: The threshold of ``labeled``, or one per class (:class:`~.options.
+            LabelOptions`).
         failures: Why each unreadable file failed.
         decisions: Human decisions by key; one whose file changed, or whose class is not one of
             ``classes``, is not applied and is returned as dropped.
@@ -62,12 +64,12 @@ def derive_rows(
             error = failures.get(file.key, "not embedded")
             manifest[file.key] = new_row(file.key, file.stamp, status=Status.FAILED, error=error)
             continue
-        p = float(top_p[i, 0])
+        p, best = float(top_p[i, 0]), classes[int(top_ids[i, 0])]
         manifest[file.key] = new_row(
             file.key,
             file.stamp,
-            status=Status.LABELED if p >= confidence else Status.UNLABELED,
-            **{"class": classes[int(top_ids[i, 0])]},
+            status=Status.LABELED if p >= threshold_of(confidence, best) else Status.UNLABELED,
+            **{"class": best},
             confidence=f"{p:.6f}",
             top=json.dumps(
                 [
@@ -82,8 +84,10 @@ def derive_rows(
 def apply_decisions(
     rows: dict[str, dict[str, str]], decisions: Mapping[str, Decided], classes: Sequence[str]
 ) -> list[str]:
-    """Apply human decisions to manifest rows (in place); returns the keys of those that no
-    longer apply: the file changed, the class is gone, or the image is not labelled now."""
+    """Apply human decisions to manifest rows (in place): a class (for a labelled image, or an
+    unlabeled one, which then joins the dataset), or exclusion (of a labelled image); returns
+    the keys of those that no longer apply: the file changed, the class is gone, or the image
+    is neither labelled nor unlabeled now."""
     known = set(classes)
     dropped = []
     for key, decision in decisions.items():
@@ -91,10 +95,12 @@ def apply_decisions(
         if row is None:
             continue  # the file is gone: the decision waits in case it comes back
         gone = decision.to is not None and decision.to not in known
-        if decision.stamp != row["stamp"] or gone or row["status"] != Status.LABELED:
+        given = row["status"] == Status.UNLABELED and decision.to is not None
+        if decision.stamp != row["stamp"] or gone or not (row["status"] == Status.LABELED or given):
             dropped.append(key)
         elif decision.to is None:
             row["decided"] = str(Decision.EXCLUDED)
-        else:
+        else:  # an unlabeled image given a class joins the dataset with it
+            row["status"] = str(Status.LABELED)
             row["class"], row["decided"] = decision.to, str(Decision.HUMAN)
     return sorted(dropped)

@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 import supervision as sv
 
-from autodistill_metaclip.errors import ArgumentError, OutputFolderError
+from autodistill_metaclip.errors import ArgumentError, ImageLoadError, OutputFolderError
 from autodistill_metaclip.index.store import EmbeddingStore, identity_name
+from autodistill_metaclip.inputs import sources
 from autodistill_metaclip.inputs.files import atomic_write, make_folders, refuse_link
 from autodistill_metaclip.inputs.sources import SourceFile
 from autodistill_metaclip.labeling import splits
@@ -218,6 +219,34 @@ class DatasetFolder:
         threshold; from the run's store unless ``store`` is given."""
         store = store if store is not None else self.store()
         return group_leaders(store, files, self.settings["near_duplicates"])
+
+    def refetch(self, store: EmbeddingStore, files: Sequence[SourceFile] = ()) -> Fetch:
+        """Read an image again for the dataset, if its bytes are still the ones embedded: from
+        its listed ``files`` entry, else from the run's input folder (a link followed only as
+        the run would)."""
+        listed = {f.key: f for f in files}
+        root = self.settings["input_folder"]
+        local = sources.local_path(root)
+        within = None if self.settings["follow_links"] or local is None else os.path.realpath(local)
+
+        def fetch(key: str) -> bytes | None:
+            file = listed.get(key) or SourceFile(
+                key, sources.join(root, sources.unescape_key(key)), self.rows[key]["stamp"], within
+            )
+            row = store.find(key, file.stamp)
+            if row < 0:
+                return None
+            try:
+                data = sources.read(file)
+            except ImageLoadError as e:
+                logger.warning("cannot read %r again for the dataset: %s", key, e)
+                return None
+            if hashlib.sha256(data).digest() != bytes(store.digests[row]):
+                logger.warning("%r changed since it was embedded; label() again to embed it", key)
+                return None
+            return data
+
+        return fetch
 
     def finished(self, digest: str) -> bool:
         """Whether the earlier run completed from exactly what ``digest`` sums up."""

@@ -1,69 +1,126 @@
-"""One writer at a time for an output folder: a lock file holding the writer's pid.
+"""One writer at a time for an output folder: a lock file the kernel locks for its holder.
 
-A lock left by a process that is gone is taken over.
+The lock is an exclusive ``flock`` on ``.autodistill-metaclip/lock``, taken without waiting.
+The kernel releases it when the holder's file is closed, also when the holder is killed
+(``SIGKILL``, out of memory, a lost container), so there is no stale lock to take over and no
+race between two processes that find one (a child forked by the holder shares its lock until
+it exits too). The holder writes its pid into the file, only so that a refused process can name
+it; the pid decides nothing.
+
+On release the holder removes the file while it still holds the lock; a process that locked
+that file just before (it opened it earlier) sees that the path no longer names what it locked
+and tries again, so two processes never both hold the folder.
+
+Limits: ``flock`` is advisory and local. It excludes every process of this tool on one machine
+(any user, any container sharing the filesystem's kernel). On NFS it may not exclude a writer on
+another machine (Linux maps it to NFS byte-range locks, which need a working lock manager;
+other clients may not honour it at all): give each machine its own output folder. On Windows,
+which has no ``flock``, the same rule rests on ``msvcrt.locking`` (also released by the system
+when the holder dies), and the lock file is left in place on release.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import sys
+import time
 from pathlib import Path
 
-from autodistill_metaclip.inputs.files import atomic_write, read_file
+if sys.platform == "win32":
+    import msvcrt
+else:
+    import fcntl
 
-_HELD: set[Path] = set()  # locks held by this process
+_HELD: dict[Path, tuple[int, int]] = {}  # lock path -> (the open file holding it, our pid)
+_TRIES = 100  # a lock removed under us by its releasing holder, again and again: give up
+_WINDOWS_BYTE = 1 << 20  # the byte locked on Windows: past the pid, which stays readable
 
 
 def acquire_lock(lock: Path, output: Path) -> Path:
-    """Hold ``lock`` for this process; a lock left by a process that is gone is taken over.
+    """Hold ``lock`` for this process, without waiting; returns ``lock``.
 
-    The lock file appears with the holder's pid already in it (written aside, then linked into
-    place, which fails if it exists), so no one ever reads an empty lock.
+    The file is opened without following a link, locked, checked to be still the file at
+    ``lock`` (its holder removes it on release), and then given this process's pid.
+
+    Raises:
+        RuntimeError: Another process (or this one, through another call) holds it, named by
+            its pid: ``output_folder: '...' is being written by process N; ...``.
+        OSError: The lock file cannot be opened (e.g. it is a symbolic link).
     """
-    with atomic_write(lock.with_name(f"{lock.name}.{os.getpid()}"), "w") as f:
-        f.write(str(os.getpid()))
-    mine = lock.with_name(f"{lock.name}.{os.getpid()}")
-    try:
-        for _ in range(2):
-            try:
-                os.link(mine, lock)
-            except FileExistsError:
-                holder = _holder(lock)
-                if holder is not None and _alive(holder, lock):
-                    raise RuntimeError(
-                        f"output_folder: {str(output)!r} is being written by process {holder}; "
-                        "wait for it to finish, or choose another output_folder"
-                    ) from None
-                lock.unlink(missing_ok=True)  # left by a process that was killed
+    for _ in range(_TRIES):
+        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        try:
+            if not _try_lock(descriptor):
+                holder = _holder(descriptor)
+                raise RuntimeError(
+                    f"output_folder: {str(output)!r} is being written by "
+                    f"{f'process {holder}' if holder else 'another process'}; "
+                    "wait for it to finish, or choose another output_folder"
+                )
+            if not _still_there(descriptor, lock):
+                os.close(descriptor)  # its holder removed it as it let go: lock the new one
                 continue
-            _HELD.add(lock)
-            return lock
-    finally:
-        mine.unlink(missing_ok=True)
-    raise RuntimeError(f"output_folder: cannot take the lock {str(lock)!r}")
-
-
-def _holder(lock: Path) -> int | None:
-    try:
-        return int(read_file(lock, 64, "lock").decode("ascii").strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _alive(pid: int, lock: Path) -> bool:
-    if pid == os.getpid():  # this process: alive only if it holds it (not an earlier life)
-        return lock in _HELD
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
+            os.ftruncate(descriptor, 0)
+            os.lseek(descriptor, 0, os.SEEK_SET)
+            os.write(descriptor, str(os.getpid()).encode("ascii"))
+        except BaseException:
+            os.close(descriptor)
+            raise
+        _HELD[lock] = (descriptor, os.getpid())
+        return lock
+    raise RuntimeError(f"output_folder: cannot take the lock {str(lock)!r}; try again")
 
 
 def release_lock(lock: Path) -> None:
-    """Remove the lock if this process still holds it."""
-    if lock in _HELD:
-        _HELD.discard(lock)
-        if _holder(lock) == os.getpid():
-            lock.unlink(missing_ok=True)
+    """Let go of ``lock`` if this process holds it: the file is removed (if it is still the one
+    locked), then closed, which releases the lock. Not held (or held by the parent of this
+    forked process, whose lock it shares): nothing happens."""
+    descriptor, holder = _HELD.pop(lock, (-1, -1))
+    if holder != os.getpid():
+        return
+    try:
+        if sys.platform == "win32":
+            os.lseek(descriptor, _WINDOWS_BYTE, os.SEEK_SET)
+            msvcrt.locking(descriptor, msvcrt.LK_UNLCK, 1)
+        elif _still_there(descriptor, lock):
+            os.unlink(lock)
+    finally:
+        os.close(descriptor)
+
+
+def _try_lock(descriptor: int) -> bool:
+    """Lock an open file exclusively without waiting; ``False`` if another holds it."""
+    try:
+        if sys.platform == "win32":
+            os.lseek(descriptor, _WINDOWS_BYTE, os.SEEK_SET)
+            msvcrt.locking(descriptor, msvcrt.LK_NBLCK, 1)
+        else:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK, errno.EDEADLK):
+            return False
+        raise
+    return True
+
+
+def _still_there(descriptor: int, lock: Path) -> bool:
+    """Whether ``lock`` still names the file open as ``descriptor``."""
+    try:
+        now = os.stat(lock, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(descriptor)
+    return (now.st_dev, now.st_ino) == (opened.st_dev, opened.st_ino)
+
+
+def _holder(descriptor: int) -> int | None:
+    """The pid written in a lock file; ``None`` if its holder has not written it within 0.1 s
+    (it writes it just after locking)."""
+    for _ in range(20):
+        try:
+            os.lseek(descriptor, 0, os.SEEK_SET)
+            return int(os.read(descriptor, 64).decode("ascii").strip())
+        except (OSError, ValueError):
+            time.sleep(0.005)
+    return None

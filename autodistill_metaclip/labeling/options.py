@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from types import MappingProxyType
 from typing import Any, Literal, TypeAlias
 
 from autodistill_metaclip.errors import ArgumentError, ArgumentTypeError
 
 Split: TypeAlias = tuple[float, float, float]
 
+DEFAULT_CONFIDENCE = 0.5
 LAYOUTS = {"valid": ("train", "valid", "test"), "val": ("train", "val", "test")}
 """The split folder names of each ``layout``."""
 
@@ -31,6 +33,9 @@ class LabelOptions:
 
     Attributes:
         confidence: Minimum probability of the top class; below it the image is "unlabeled".
+            One number, or a threshold per class: ``{"cat": 0.4, "dog": 0.8, "*": 0.6}``
+            (``"*"``: every class not named, 0.5 if absent), e.g. the ``confidence`` that
+            :func:`~autodistill_metaclip.evaluation.evaluate` reports.
         seed: Seed of the split.
         split: Fractions for train, valid and test, summing to 1; kept per class.
         layout: ``"valid"`` (autodistill's split names) or ``"val"`` (ultralytics, ImageNet).
@@ -48,7 +53,7 @@ class LabelOptions:
         progress: Show a progress bar.
     """
 
-    confidence: float = 0.5
+    confidence: float | Mapping[str, float] = 0.5
     seed: int = 0
     split: Split = (0.7, 0.15, 0.15)
     layout: str = "valid"
@@ -62,7 +67,7 @@ class LabelOptions:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "confidence", check_confidence(self.confidence))
+        set_(self, "confidence", check_thresholds(self.confidence))
         set_(self, "seed", _check_seed(self.seed))
         set_(self, "split", check_split(self.split))
         set_(self, "near_duplicates", check_threshold(self.near_duplicates))
@@ -93,6 +98,19 @@ class LabelOptions:
                 )
         return cls(**options)
 
+    def thresholds(self, classes: Sequence[str]) -> list[float]:
+        """The confidence threshold of each class; a class named in :attr:`confidence` that is
+        not one of ``classes`` is refused."""
+        if isinstance(self.confidence, Mapping):
+            unknown = sorted(set(self.confidence) - set(classes) - {"*"})
+            if unknown:
+                raise ArgumentError(
+                    "confidence",
+                    f"thresholds for {', '.join(map(repr, unknown))}, which are not classes of "
+                    f"the ontology ({', '.join(classes)})",
+                )
+        return [threshold_of(self.confidence, name) for name in classes]
+
     @property
     def splits(self) -> tuple[str, str, str]:
         """The split folder names of :attr:`layout`."""
@@ -101,7 +119,9 @@ class LabelOptions:
     def identity(self) -> dict[str, Any]:
         """The options that make a run the same run (compared on ``resume``)."""
         return {
-            "confidence": self.confidence,
+            "confidence": self.confidence
+            if isinstance(self.confidence, float)
+            else dict(sorted(self.confidence.items())),
             "seed": self.seed,
             "split": list(self.split),
             "layout": self.layout,
@@ -120,6 +140,29 @@ def check_confidence(confidence: Any) -> float:
     if math.isnan(value) or not 0.0 <= value <= 1.0:
         raise ArgumentError("confidence", f"expected a number in [0, 1], but got {confidence!r}")
     return value
+
+
+def check_thresholds(confidence: Any) -> float | Mapping[str, float]:
+    """One threshold (:func:`check_confidence`), or ``{class: threshold}`` with ``"*"`` for
+    every other class."""
+    if not isinstance(confidence, Mapping):
+        return check_confidence(confidence)
+    checked = {}
+    for name, value in confidence.items():
+        if not isinstance(name, str) or not name:
+            raise ArgumentTypeError("confidence", f"expected class names as keys, but got {name!r}")
+        try:
+            checked[name] = check_confidence(value)
+        except ArgumentError as e:
+            raise type(e)("confidence", f"{name!r}: {e.message}") from None
+    return MappingProxyType(checked)
+
+
+def threshold_of(confidence: float | Mapping[str, float], name: str) -> float:
+    """The threshold of class ``name``: the one number, its own, or ``"*"``'s (0.5)."""
+    if isinstance(confidence, Mapping):
+        return confidence.get(name, confidence.get("*", DEFAULT_CONFIDENCE))
+    return confidence
 
 
 def check_split(split: Any) -> Split:

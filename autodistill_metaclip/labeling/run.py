@@ -36,7 +36,7 @@ import supervision as sv
 from tqdm.auto import tqdm
 
 from autodistill_metaclip.engine.checkpoints import near_duplicate_default
-from autodistill_metaclip.errors import ArgumentError, ImageLoadError
+from autodistill_metaclip.errors import ArgumentError
 from autodistill_metaclip.index.store import EmbeddingStore, model_identity
 from autodistill_metaclip.inputs import sources
 from autodistill_metaclip.labeling.derive import derive_rows
@@ -94,6 +94,7 @@ def label_run(
     classes = model.classes
     if not classes:
         raise ArgumentError("ontology", "label() needs one, but this model has ontology=None")
+    chosen.thresholds(classes)  # refuse a threshold for a class the ontology does not have
     threshold = near_duplicates(chosen, model.spec.checkpoint)
     settings = run_settings(model.spec, input_folder, extension, chosen, threshold)
     source_root = os.fspath(input_folder)
@@ -104,6 +105,7 @@ def label_run(
         recursive=chosen.recursive,
         exclude=output,
         follow_links=chosen.follow_links,
+        policy=model.spec.inputs,
     )
     with DatasetFolder(
         output, settings, classes, overwrite=chosen.overwrite, resume=chosen.resume
@@ -129,7 +131,7 @@ def label_run(
             )
         written = folder.write(
             files, manifest, folder.leaders(files, store), review=chosen.review,
-            fetch=_refetch(files, store), done=done,
+            fetch=folder.refetch(store, files), done=done,
         )  # fmt: skip
         readable = len(files) - len(failures)
         if store.segments > _MAX_SEGMENTS or len(store) > 1.25 * readable:
@@ -165,7 +167,8 @@ def _embed_missing(
             store.append(keys, stamps, digests, np.stack(vectors))
             pending.clear()
 
-    predictions = model.iter_predictions(todo, options.confidence, keep_data=True)
+    lowest = min(options.thresholds(classes=model.classes))  # keep the bytes of any labelled
+    predictions = model.iter_predictions(todo, lowest, keep_data=True)
     bar = tqdm(total=len(todo), desc="Labeling", unit="img", disable=not options.progress)
     with bar, closing(predictions):
         try:
@@ -184,28 +187,6 @@ def _embed_missing(
         finally:
             keep()  # what was embedded before an interruption is kept
     return failures
-
-
-def _refetch(files: Sequence[sources.SourceFile], store: EmbeddingStore) -> Any:
-    """Read an image again for the dataset, if its bytes are still the ones embedded."""
-    by_key = {f.key: f for f in files}
-
-    def fetch(key: str) -> bytes | None:
-        file = by_key.get(key)
-        row = store.find(key, file.stamp) if file is not None else -1
-        if file is None or row < 0:
-            return None
-        try:
-            data = sources.read(file)
-        except ImageLoadError as e:
-            logger.warning("cannot read %r again for the dataset: %s", key, e)
-            return None
-        if hashlib.sha256(data).digest() != bytes(store.digests[row]):
-            logger.warning("%r changed since it was embedded; label() again to embed it", key)
-            return None
-        return data
-
-    return fetch
 
 
 def output_path(source_root: str, output_folder: str | os.PathLike[str] | None) -> Path:

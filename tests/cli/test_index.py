@@ -115,15 +115,23 @@ def test_cli_dedup_dry_run_then_apply(demo_model: MetaCLIP, duplicated: Path, tm
     aside = tmp_path / "d"
     code, out, _ = run_cli("dedup", index_file, "--threshold", "0.99", "--move-to", aside)
     assert code == 0 and "dry run" in out and not aside.exists()
-    code, out, _ = run_cli(
-        "dedup", index_file, "--threshold", "0.99", "--move-to", aside, "--apply", "--json"
-    )
+    move = ("dedup", index_file, "--threshold", "0.99", "--move-to", aside, "--apply")
+    code, _, err = run_cli(*move)  # no --folder: the index's own root is not trusted
+    assert code == 2 and "--apply needs --folder" in err and not aside.exists()
+    other = tmp_path / "other"
+    other.mkdir()
+    code, _, err = run_cli(*move, "--folder", other)
+    assert code == 2 and "--folder: expected the folder the index was built from" in err
+    assert str(duplicated) in err and str(other) in err and not aside.exists()
+    code, out, _ = run_cli(*move, "--folder", duplicated, "--json")
     assert code == 0, out
     data = json.loads(out)
     assert any(g["keep"] == "old.png" for g in data["groups"])
     assert all(m["outcome"] == "moved" for m in data["moves"])
     assert (aside / "big.png").is_file() and (duplicated / "old.png").is_file()
     assert run_cli("dedup", index_file, "--apply")[0] == 2
+    code, out, _ = run_cli(*move, "--folder", duplicated)  # again: every row says why not
+    assert code == 3 and out.count(": skipped: ") == 2 and "moved 0 of 2" in out
 
 
 def test_search_and_dedup_read_a_labelled_dataset_without_embedding(tmp_path: Path) -> None:

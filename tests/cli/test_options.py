@@ -106,11 +106,14 @@ def test_predict_and_embed_expand_uri_folders() -> None:
         with fs.open(f"memory://cli-photos/{i}.png", "wb") as f:
             sample.image.save(f, format="PNG")
     try:
-        code, out, _ = run_cli("predict", "-m", "demo", "memory://cli-photos", *CLASSES, "--json")
+        memory = ("--allow-scheme", "memory")  # not reachable from inputs unless enabled
+        code, out, _ = run_cli(
+            "predict", "-m", "demo", "memory://cli-photos", *CLASSES, *memory, "--json"
+        )
         assert code == 0 and [r["image"] for r in json.loads(out)] == [
             f"memory://cli-photos/{i}.png" for i in range(3)
         ]
-        code, out, _ = run_cli("embed", "-m", "demo", "memory://cli-photos", "--json")
+        code, out, _ = run_cli("embed", "-m", "demo", "memory://cli-photos", *memory, "--json")
         assert code == 0 and len(json.loads(out)["embeddings"]) == 3
     finally:
         fs.rm("/cli-photos", recursive=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import click
@@ -17,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from autodistill_metaclip import synthetic
 from autodistill_metaclip.cli import PARTIAL, main
 from autodistill_metaclip.cli.label import label
-from autodistill_metaclip.cli.runner import in_cli_terms, to_json
+from autodistill_metaclip.cli.runner import in_cli_terms, printable, to_json
 from autodistill_metaclip.engine.checkpoints import resolve
 from autodistill_metaclip.errors import ArgumentError, OutputFolderError
 from tests.helpers import run_cli
@@ -173,3 +174,21 @@ def test_nan_never_reaches_json_output(tmp_path: Path) -> None:
 
     data = json.loads(out, parse_constant=refuse)
     assert code == 0 and "null" in out and data
+
+
+def test_printable_shows_every_control_character_and_nothing_else() -> None:
+    controls = [chr(c) for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))]
+    shown = printable("".join(controls))
+    assert shown == "".join(f"\\x{ord(c):02x}" for c in controls) and shown.isprintable()
+    assert printable("café 日本 \\x1b ok.png") == "café 日本 \\x1b ok.png"  # as they are
+    assert printable(os.fsdecode(b"caf\xe9.png")) == "caf\\xe9.png"  # a byte, not UTF-8
+    assert printable("a\nb\x1b", keep="\n") == "a\nb\\x1b"
+
+
+def test_error_and_warning_lines_show_control_characters(photos: Path) -> None:
+    code, _, err = run_cli("predict", "-m", "demo", photos, "-c", "\x1b]0;owned\x07red circle")
+    assert code == 0 and "warning: ontology: one class ('\\x1b]0;owned\\x07red circle')" in err
+    assert "\x1b" not in err and "\x07" not in err
+    code, _, err = run_cli("predict", "-m", "\x1b[2Jnone", photos, "-c", "a", "-c", "b")
+    assert code == 1 and err.startswith("error: ") and "\\x1b[2Jnone" in err
+    assert "\x1b" not in err

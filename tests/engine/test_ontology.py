@@ -3,6 +3,7 @@ images, precomputed embeddings, autodistill's EmbeddingOntologyImage), checked w
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,12 @@ from autodistill.core import EmbeddingOntologyImage
 from autodistill.detection import CaptionOntology
 
 from autodistill_metaclip import ExampleOntology, ImageLoadError, MetaCLIP, synthetic
-from autodistill_metaclip.engine.ontology import as_ontology, ontology_identity
+from autodistill_metaclip.engine.ontology import (
+    MAX_PROMPT_CHARACTERS,
+    MAX_PROMPTS,
+    as_ontology,
+    ontology_identity,
+)
 
 HELD_OUT = list(synthetic.samples(360, seed=77))
 
@@ -107,3 +113,49 @@ def test_an_ontology_is_described_as_data(tmp_path: Path) -> None:
         "examples": {"cat": [str(tmp_path / "c.png"), "d.png"], "dog": ["ndarray"]},
         "captions": {"cat": ["a cat", "a kitten"], "dog": "a dog"},
     }
+
+
+# --- sizes: an ontology from an untrusted file costs bounded work ---------------------------
+
+
+def test_an_ontology_holds_at_most_ten_thousand_prompts() -> None:
+    assert len(as_ontology({f"p{i}": f"c{i}" for i in range(MAX_PROMPTS)}).prompts()) == 10_000
+    with pytest.raises(ValueError, match=r"^ontology: 10001 prompts; at most 10000 are allowed"):
+        as_ontology({f"p{i}": "c" for i in range(MAX_PROMPTS + 1)})
+    with pytest.raises(ValueError, match=r"^ontology: 10001 classes; at most 10000"):
+        ExampleOntology({f"c{i}": [np.ones(4)] for i in range(MAX_PROMPTS + 1)})
+    with pytest.raises(ValueError, match=r"^ontology: 10001 captions; at most 10000"):
+        ExampleOntology({"a": [np.ones(4)]}, {"a": ["x"] * (MAX_PROMPTS + 1)})
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda t: as_ontology({t: "long"}), r"prompt 'aaaa.*\.\.\.' has 10001 characters"),
+        (lambda t: as_ontology({"a photo": t}), r"class name 'aaaa.*\.\.\.' has 10001 characters"),
+        (
+            lambda t: ExampleOntology({"a": [np.ones(4)]}, {"a": t}),
+            r"caption 'aaaa.*\.\.\.' has 10001 characters",
+        ),
+        (lambda t: ExampleOntology({t: [np.ones(4)]}), r"class name 'aaaa.*' has 10001 characters"),
+    ],
+    ids=["prompt", "class", "caption", "example-class"],
+)
+def test_prompts_and_names_hold_at_most_ten_thousand_characters(make, match) -> None:
+    make("a" * MAX_PROMPT_CHARACTERS)  # at the limit
+    with pytest.raises(ValueError, match=rf"^ontology: {match}; at most 10000 are allowed") as e:
+        make("a" * (MAX_PROMPT_CHARACTERS + 1))
+    assert len(str(e.value)) < 200  # the message shows the start of the text, not all of it
+
+
+def test_an_ontology_of_long_random_prompts_is_embedded_in_bounded_time() -> None:
+    """300 prompts of 10,000 random letters each (the merges of one took 3.4 s before)."""
+    rng = np.random.default_rng(0)
+    letters = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz", np.uint8)
+    ontology = {
+        rng.choice(letters, MAX_PROMPT_CHARACTERS).tobytes().decode(): f"class {i}"
+        for i in range(300)
+    }
+    started = time.monotonic()
+    model = MetaCLIP(ontology, "demo")
+    assert time.monotonic() - started < 10 and len(model.classes) == 300

@@ -134,3 +134,12 @@ def test_an_index_opens_on_a_labelled_dataset_without_embedding_again(
     other = MetaCLIP(None, checkpoint="demo", draft_decoding=True)
     with pytest.raises(ValueError, match="no embeddings of this model"):
         EmbeddingIndex.open(tmp_path / "out", other)
+
+
+def test_cluster_names_are_given_once_then_numbered(demo_model: MetaCLIP, tmp_path: Path) -> None:
+    synthetic.write_folder(tmp_path / "photos", 48, seed=9)
+    index = EmbeddingIndex.build(demo_model, tmp_path / "photos", progress=False)
+    found = index.clusters(6, names=["a red thing", "a blue thing"], model=demo_model)
+    names = [c.name for c in found.clusters]
+    assert len(set(names)) == len(names) == 6  # no two clusters share a name
+    assert sorted(n for n in names if "(" not in n) == ["a blue thing", "a red thing"]

@@ -5,11 +5,13 @@ append never goes through a link and never merges into a torn row."""
 from __future__ import annotations
 
 import os
+import re
 import threading
 from pathlib import Path
 
 import pytest
 
+from autodistill_metaclip import synthetic
 from autodistill_metaclip.inputs.files import (
     UnreadableFile,
     append_csv,
@@ -20,6 +22,7 @@ from autodistill_metaclip.inputs.files import (
     read_file,
     refuse_link,
 )
+from tests.helpers import copies, manifest
 
 
 def _left_over(folder: Path) -> list[str]:
@@ -77,6 +80,41 @@ def test_atomic_write_gives_the_usual_permissions(tmp_path: Path, umask: int, mo
     finally:
         os.umask(previous)
     assert (tmp_path / "f").stat().st_mode & 0o777 == mode
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "a" * 251 + ".png",  # 255 bytes: the longest legal name
+        "é" * 125 + ".png",  # 254 bytes of two-byte characters: cut inside one
+        os.fsdecode(b"caf\xe9" * 60 + b".png"),  # bytes that are not UTF-8
+    ],
+)
+def test_atomic_write_takes_the_longest_names(tmp_path: Path, name: str) -> None:
+    """The temporary name (``.partial-<16 hex>-<name>``) is cut to the 255-byte limit, so a
+    legal name never fails with "File name too long" after the work is done."""
+    target = tmp_path / name
+    with atomic_write(target) as f:
+        (temporary,) = _left_over(tmp_path)
+        assert len(os.fsencode(temporary)) <= 255
+        assert re.match(r"^\.partial-[0-9a-f]{16}-", temporary)  # what the cleanups look for
+        f.write(b"data")
+    assert target.read_bytes() == b"data" and _left_over(tmp_path) == []
+    assert os.listdir(os.fsencode(tmp_path)) == [os.fsencode(name)]
+
+
+def test_label_takes_an_input_with_a_250_byte_name(shapes_model, tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    source.mkdir()
+    name = "x" * 246 + ".png"
+    synthetic.make_image("red", "circle", seed=1).save(source / name)
+    synthetic.make_image("blue", "square", seed=2).save(source / "short.png")
+    shapes_model.label(source, ".png", tmp_path / "out", confidence=0.0, progress=False)
+    rows = manifest(tmp_path / "out")
+    assert rows[name]["status"] == "labeled", rows[name]
+    (copy,) = [p for p in copies(tmp_path / "out") if p.name.startswith("xxx")]
+    assert len(os.fsencode(copy.name)) <= 200 and copy.suffix == ".png"
+    assert copy.read_bytes() == (source / name).read_bytes()
 
 
 # --- the capped reader -----------------------------------------------------------------------

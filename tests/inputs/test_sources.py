@@ -1,5 +1,6 @@
 """Listing and reading images from local folders and filesystem URIs (``memory://`` is fsspec's
-in-process filesystem: the same code path as ``s3://`` without a server)."""
+in-process filesystem: the same code path as ``s3://`` without a server; not allowed by default,
+so these tests allow it)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ import pytest
 
 from autodistill_metaclip import EmbeddingIndex, MetaCLIP, synthetic
 from autodistill_metaclip.errors import ImageLoadError
+from autodistill_metaclip.inputs.policy import InputPolicy, using
 from autodistill_metaclip.inputs.sources import is_uri, join, list_images, read_bytes
 from tests.helpers import manifest
+
+MEMORY = InputPolicy().allowing("memory")
 
 
 def keys(files: list) -> list[str]:
@@ -55,6 +59,8 @@ def test_missing_folder_is_an_input_folder_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"input_folder: .*nothing.* does not exist"):
         list_images(tmp_path / "nothing", None)
     with pytest.raises(ValueError, match=r"input_folder: 'memory://absent/photos' is not a folder"):
+        list_images("memory://absent/photos", None, policy=MEMORY)
+    with pytest.raises(ValueError, match=r"'memory://absent/photos': memory:// inputs are not"):
         list_images("memory://absent/photos", None)
 
 
@@ -81,6 +87,7 @@ def bucket() -> Iterator[tuple[str, dict[str, str]]]:
     fs.rm("/bucket", recursive=True)
 
 
+@using(MEMORY)
 def test_remote_listing_and_reading(bucket: tuple[str, dict[str, str]]) -> None:
     root, truth = bucket
     listed = list_images(root, ".png", recursive=True)
@@ -97,9 +104,10 @@ def test_remote_listing_and_reading(bucket: tuple[str, dict[str, str]]) -> None:
 
 
 def test_label_and_index_a_uri_on_one_machine(
-    bucket: tuple[str, dict[str, str]], demo_model: MetaCLIP, tmp_path: Path
+    bucket: tuple[str, dict[str, str]], demo_ontology, tmp_path: Path
 ) -> None:
     root, truth = bucket
+    demo_model = MetaCLIP(demo_ontology, "demo", inputs=MEMORY)
     dataset = demo_model.label(root, ".png", tmp_path / "out", recursive=True, progress=False)
     rows = manifest(tmp_path / "out")
     assert rows["notes.png"]["status"] == "failed" and "notes.png" in rows["notes.png"]["error"]
@@ -108,12 +116,15 @@ def test_label_and_index_a_uri_on_one_machine(
     copied = next(iter(dataset.image_paths))
     assert Path(copied).is_file()  # the original bytes, copied from the URI
 
-    index = EmbeddingIndex.build(demo_model, root, progress=False)
+    with using(demo_model.spec.inputs):  # the index lists under the policy in force
+        index = EmbeddingIndex.build(demo_model, root, progress=False)
     assert len(index) == 12 and list(index.failed) == ["notes.png"]
     assert index.paths[0] == f"{root}/{index.keys[0]}"
     direct = demo_model.embed_image(index.paths[0])
     np.testing.assert_allclose(index.embeddings[0], direct, atol=1e-6)
-    assert index.update(demo_model, progress=False) == {
+    with using(demo_model.spec.inputs):
+        counts = index.update(demo_model, progress=False)
+    assert counts == {
         "added": 0,
         "changed": 0,
         "removed": 0,

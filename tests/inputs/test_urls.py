@@ -21,6 +21,7 @@ import pytest
 
 from autodistill_metaclip import ImageLoadError, MetaCLIP, synthetic
 from autodistill_metaclip.inputs import urls
+from autodistill_metaclip.inputs.policy import InputPolicy
 from autodistill_metaclip.inputs.urls import download, redact
 from tests.helpers import QuietHandler, serve
 
@@ -168,8 +169,10 @@ def test_download_refuses_what_is_not_an_image(server: str, path: str, error: st
 
 
 def test_download_refuses_other_schemes() -> None:
-    with pytest.raises(ImageLoadError, match=r"'ftp://h/a\.png': not an http\(s\) URL"):
+    with pytest.raises(ImageLoadError, match=r"'ftp://h/a\.png': ftp:// inputs are not allowed"):
         download("ftp://h/a.png")
+    with pytest.raises(ImageLoadError, match=r"'ftp://h/a\.png': not an http\(s\) URL"):
+        download("ftp://h/a.png", InputPolicy().allowing("ftp"))
 
 
 @pytest.mark.parametrize(("path", "error"), [("/ok.png", None), ("/drip-headers.png", "0.5s")])

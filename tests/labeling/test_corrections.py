@@ -42,6 +42,7 @@ def test_fix_moves_marks_keeps_splits_and_is_idempotent(
     assert apply_corrections(demo_dataset, corrections) == {
         "reassigned": 2,
         "excluded": 1,
+        "labelled": 0,
         "unchanged": 0,
     }
     after = manifest(demo_dataset)
@@ -61,6 +62,7 @@ def test_fix_moves_marks_keeps_splits_and_is_idempotent(
     assert apply_corrections(demo_dataset, corrections) == {
         "reassigned": 0,
         "excluded": 0,
+        "labelled": 0,
         "unchanged": 3,
     }
     assert {p: p.read_bytes() for p in snapshot} == snapshot
@@ -186,3 +188,65 @@ def test_corrections_are_read_from_a_file_or_data(tmp_path: Path) -> None:
         read_corrections(path)
     with pytest.raises(ValueError, match=r"absent\.json' cannot be read \(file not found\)"):
         read_corrections(tmp_path / "absent.json")
+
+
+@pytest.mark.parametrize(
+    "nested",
+    [
+        "[" * 100_000 + "]" * 100_000,
+        '{"format": "x", "corrections": ' + '{"a": ' * 100_000 + "1" + "}" * 100_001,
+        '{"format": "x", "corrections": [' + "[" * 100_000 + "]" * 100_000 + "]}",
+    ],
+)
+def test_corrections_nested_too_deeply_are_refused_naming_the_file(tmp_path, nested) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text(nested)
+    with pytest.raises(ValueError, match=r"^corrections: .*deep\.json' is nested too deeply"):
+        read_corrections(path)
+
+
+def test_two_corrections_of_one_image_are_refused(tmp_path: Path) -> None:
+    data = {
+        "format": FORMAT,
+        "corrections": [
+            {"image": "a.png", "to": "dog"},
+            {"image": "b.png", "to": "cat"},
+            {"image": "a.png", "to": None},
+        ],
+    }
+    path = tmp_path / "twice.json"
+    path.write_text(json.dumps(data))
+    for given in (data, path):
+        with pytest.raises(
+            ValueError, match=r"corrections\[2\]: .*'a\.png' is also corrections\[0\]"
+        ):
+            read_corrections(given)
+
+
+def test_corrections_of_another_type_are_refused() -> None:
+    for wrong in ([{"image": "a.png", "to": None}], 3, None):
+        with pytest.raises(TypeError, match="corrections: expected a file path or a parsed JSON"):
+            read_corrections(wrong)  # type: ignore[arg-type]
+
+
+def test_an_unlabeled_image_given_a_class_joins_the_dataset(
+    demo_model: MetaCLIP, demo_dataset: Path, tmp_path: Path
+) -> None:
+    rows = manifest(demo_dataset)
+    image = next(k for k, r in rows.items() if r["status"] == "unlabeled")
+    given = {"image": image, "from": None, "to": "green square"}
+    assert apply_corrections(demo_dataset, {"format": FORMAT, "corrections": [given]}) == {
+        "reassigned": 0, "excluded": 0, "labelled": 1, "unchanged": 0,
+    }  # fmt: skip
+    row = manifest(demo_dataset)[image]
+    assert (row["status"], row["class"], row["decided"]) == ("labeled", "green square", "human")
+    copy = demo_dataset / row["split"] / "green square" / image
+    assert copy.read_bytes() == (tmp_path / "in" / image).read_bytes()  # read again, checked
+    demo_model.label(tmp_path / "in", ".png", demo_dataset, confidence=0.9, resume=True,
+                     progress=False)  # fmt: skip
+    assert manifest(demo_dataset)[image] == row  # the decision holds
+    excluded = {"image": image, "from": None, "to": None}
+    other = next(k for k, r in rows.items() if r["status"] == "unlabeled" and k != image)
+    with pytest.raises(ValueError, match="is unlabeled, so not in the dataset: give it a class"):
+        apply_corrections(demo_dataset, {"format": FORMAT, "corrections": [
+            {**excluded, "image": other}]})  # fmt: skip

@@ -207,5 +207,28 @@ def test_decisions_apply_only_to_the_file_and_classes_they_were_made_for() -> No
     dropped = apply_decisions(rows, decisions, ["cat", "dog"])
     assert (rows["a"]["class"], rows["a"]["decided"]) == ("dog", "human")
     assert rows["b"]["decided"] == "excluded"
-    assert rows["c"]["decided"] == "" and dropped == ["c", "d"]  # changed file; not labelled
+    assert rows["c"]["decided"] == "" and dropped == ["c"]  # its file changed since
+    # an unlabeled image given a class joins the dataset with it
+    assert (rows["d"]["status"], rows["d"]["class"], rows["d"]["decided"]) == (
+        "labeled", "dog", "human",
+    )  # fmt: skip
     assert apply_decisions(rows, {"a": Decided("1:1", "horse")}, ["cat"]) == ["a"]
+
+
+def test_a_threshold_per_class_labels_each_class_at_its_own(
+    shapes_model: MetaCLIP, tmp_path: Path
+) -> None:
+    write_inputs(tmp_path / "in", {"red circle": 10, "blue square": 10})
+    shapes_model.label(tmp_path / "in", ".png", tmp_path / "one", confidence=0.0, progress=False)
+    rows = manifest(tmp_path / "one")
+    reds = sorted(float(r["confidence"]) for r in rows.values() if r["class"] == "red circle")
+    cut = reds[len(reds) // 2]  # half the red circles reach it
+    per_class = {"red circle": cut, "*": 0.0}
+    shapes_model.label(tmp_path / "in", ".png", tmp_path / "two", confidence=per_class,
+                       progress=False)  # fmt: skip
+    for key, row in manifest(tmp_path / "two").items():
+        p, best = float(rows[key]["confidence"]), rows[key]["class"]
+        expected = "labeled" if p >= (cut if best == "red circle" else 0.0) else "unlabeled"
+        assert row["status"] == expected, key
+    with pytest.raises(ValueError, match="confidence: thresholds for 'dog', which are not"):
+        shapes_model.label(tmp_path / "in", ".png", tmp_path / "x", confidence={"dog": 0.5})

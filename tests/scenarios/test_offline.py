@@ -87,6 +87,10 @@ def test_default_model_without_network_or_cache(tmp_path: Path, variables, cause
     assert "checkpoint: 'b32-fullcc'" in error
     assert str(tmp_path / "hf" / "hub") in error  # where the cache is
     assert "weights='path/to/weights.safetensors'" in error
+    # the exact file open_clip would fetch, and the checkpoint that needs none
+    file = "timm/vit_base_patch32_clip_224.metaclip_2pt5b/resolve/main/open_clip_model.safetensors"
+    assert f"download https://huggingface.co/{file} elsewhere" in error
+    assert "checkpoint='demo' works offline" in error
     assert cause in error
     assert elapsed < 60  # huggingface_hub alone retries for about a minute
 
