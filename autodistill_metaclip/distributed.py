@@ -41,7 +41,6 @@ from autodistill_metaclip.labeling.derive import apply_decisions
 from autodistill_metaclip.labeling.folder import DatasetFolder, LabelRun, refuse_existing
 from autodistill_metaclip.labeling.manifest import new_row, prediction_cells
 from autodistill_metaclip.labeling.options import LabelOptions, threshold_of
-from autodistill_metaclip.labeling.run import near_duplicates
 from autodistill_metaclip.labeling.state import run_settings
 from autodistill_metaclip.results import Status
 
@@ -171,7 +170,7 @@ def label_with_ray(
         raise ArgumentError("ontology", "labelling needs one, but the model has ontology=None")
     spec = replace(spec, ontology=as_ontology(spec.ontology))
     chosen.thresholds(list(spec.ontology.classes()))  # every class named is one
-    threshold = near_duplicates(chosen, spec.checkpoint)
+    threshold = chosen.near_duplicate_threshold(spec.checkpoint)
     settings = run_settings(spec, source, extensions, chosen, threshold)
     if dataset_folder is not None and not chosen.overwrite:
         refuse_existing(Path(dataset_folder))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
+import threading
 import warnings
 from collections.abc import Generator, Iterable, Sequence
 from contextlib import closing
@@ -30,7 +31,7 @@ from autodistill_metaclip.engine.encoder import (
     select_device,
     select_precision,
 )
-from autodistill_metaclip.engine.heads import ZeroShotHead, build_head
+from autodistill_metaclip.engine.heads import ZeroShotHead, build_head, head_problems
 from autodistill_metaclip.engine.ontology import Ontology, as_ontology
 from autodistill_metaclip.engine.spec import ModelSpec, resolve_templates
 from autodistill_metaclip.errors import ArgumentError, ArgumentTypeError, MetaCLIPWarning
@@ -120,8 +121,11 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
             inputs=DEFAULT_POLICY if inputs is None else inputs,
         )
         chosen = select_device(device)
+        resolved = resolve(spec.checkpoint, spec.weights)
+        if resolved.name == "demo":
+            _note_the_demo()
         self._encoder = Encoder(
-            resolve(spec.checkpoint, spec.weights),
+            resolved,
             device=chosen,
             precision=select_precision(spec.precision, chosen),
             cache_dir=spec.cache_dir,
@@ -220,21 +224,11 @@ class MetaCLIP(ClassificationBaseModel, EmbeddingModel):
                 logit_scale=self._encoder.logit_scale,
                 templates=templates,
             )
-            self._warn_if_one_class(head.classes)
+            for problem in head_problems(head):
+                warnings.warn(problem, MetaCLIPWarning, stacklevel=2)
         # One assignment of the spec (read again here: batch_size may have changed meanwhile).
         self._spec = replace(self._spec, ontology=checked, prompt_templates=templates)
         self.ontology, self._head = checked, head
-
-    @staticmethod
-    def _warn_if_one_class(classes: list[str]) -> None:
-        if len(set(classes)) == 1:
-            warnings.warn(
-                f"ontology: one class ({classes[0]!r}) scores 1.0 for every image, since "
-                "the softmax runs over the ontology's classes; add a second prompt such as "
-                "'a photo of something else' -> 'other'",
-                MetaCLIPWarning,
-                stacklevel=3,
-            )
 
     def iter_embeddings(
         self, inputs: Iterable[Any], *, keep_data: bool = False
@@ -421,3 +415,20 @@ def _as_vector(value: Any, name: str) -> np.ndarray:
     if value.ndim != 1 or value.size == 0:
         raise ValueError(f"{name}: expected shape (D,) or (1, D), but got {value.shape}")
     return value.astype(np.float64)
+
+
+_DEMO_NOTED = threading.Event()
+
+
+def _note_the_demo() -> None:
+    """Say once per process what the bundled demo model knows."""
+    if not _DEMO_NOTED.is_set():
+        _DEMO_NOTED.set()
+        warnings.warn(
+            "checkpoint 'demo' is a tiny model trained only on synthetic coloured shapes "
+            "(circles, squares, triangles in red, green, blue, yellow): it is for trying this "
+            "package offline; on photos its classes, similarities and near-duplicates mean "
+            "nothing. Use a MetaCLIP checkpoint (the default, b32-fullcc) for real images",
+            MetaCLIPWarning,
+            stacklevel=3,
+        )

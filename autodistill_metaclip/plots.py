@@ -118,12 +118,16 @@ def search_grid(hits: Sequence[Hit], *, query: str | None = None, columns: int =
     return image_grid(tiles, columns=columns, title=f"Search: {query}" if query else None)
 
 
-def cluster_sheet(clustering: Clustering, *, per_cluster: int = 6) -> Picture:
-    """One row per cluster: its most central images, labelled with its name and size."""
-    rows = len(clustering.clusters)
+def cluster_sheet(
+    clustering: Clustering, *, per_cluster: int = 6, limit: int | None = None
+) -> Picture:
+    """One row per cluster (the first ``limit`` of them): its most central images, labelled with
+    its name and size."""
+    shown = clustering.clusters[:limit]
+    rows = len(shown)
     figure = Picture(figsize=(per_cluster * 1.6 + 1.6, rows * 1.6), layout="constrained")
     axes = figure.subplots(rows, per_cluster + 1, squeeze=False)
-    for row, cluster in zip(axes, clustering.clusters, strict=True):
+    for row, cluster in zip(axes, shown, strict=True):
         label = cluster.name or f"cluster {cluster.id}"
         row[0].axis("off")
         row[0].text(

@@ -229,9 +229,10 @@ def main() -> None:
     results, dims = {}, {}
     for n in args.sizes:
         results[n], dims[n] = measure(n, million=False), 64
+        RESULTS.write_text(table(results, dims), encoding="utf-8")  # each size as it is done
     if args.million:
         results[10**6], dims[10**6] = measure(10**6, million=True), 512
-    RESULTS.write_text(table(results, dims), encoding="utf-8")
+        RESULTS.write_text(table(results, dims), encoding="utf-8")
     print(RESULTS.read_text(encoding="utf-8"))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -254,3 +256,18 @@ def test_cuda_fp16_agrees_with_cpu(demo_ontology, shape_file) -> None:
     assert gpu.device.type == "cuda" and gpu.precision == "fp16"
     assert gpu.predict(image).class_id[0] == cpu.predict(image).class_id[0]
     assert gpu.compare(gpu.embed_image(image), cpu.embed_image(image)) > 0.999
+
+
+def test_the_demo_model_says_once_what_it_knows() -> None:
+    """A fresh process: the first demo model warns that it knows only coloured shapes, the
+    second does not warn again."""
+    code = (
+        "import warnings\n"
+        "from autodistill_metaclip import MetaCLIP\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    MetaCLIP(None, 'demo'); MetaCLIP(None, 'demo')\n"
+        "print(sum('only on synthetic coloured shapes' in str(w.message) for w in caught))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "1"

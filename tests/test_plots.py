@@ -41,5 +41,7 @@ def test_grids_and_sheet(demo_model: MetaCLIP, tmp_path: Path) -> None:
     assert _png(plots.search_grid(hits, query="red circle"), tmp_path / "s.png").size == (600, 240)
     sheet = _png(plots.cluster_sheet(index.clusters(3), per_cluster=4), tmp_path / "c.png")
     assert sheet.size == (800, 480)
+    first_two = plots.cluster_sheet(index.clusters(3), per_cluster=4, limit=2)
+    assert _png(first_two, tmp_path / "c2.png").size == (800, 320)
     tiles = [(tmp_path / "in" / "broken.png", "broken"), (np.zeros((8, 8, 3), np.uint8), "black")]
     assert _png(plots.image_grid(tiles, columns=2), tmp_path / "t.png").size == (400, 200)

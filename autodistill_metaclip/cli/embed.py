@@ -8,6 +8,7 @@ import click
 
 from autodistill_metaclip.cli.options import (
     expand,
+    hint_bf16,
     model_options,
     model_spec,
     ray_from,
@@ -53,6 +54,8 @@ def embed(
         job = EmbedJob(
             model_spec(params, ontology=False), inputs, texts, output, ray, params.get("device")
         )
+    if ray is None:
+        hint_bf16(job.spec, job.device)
     with results_only_on_stdout():
         done = job.run()
     if ray is not None:

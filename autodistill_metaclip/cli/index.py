@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from autodistill_metaclip.cli.options import model_options, model_spec
+from autodistill_metaclip.cli.options import hint_bf16, model_options, model_spec
 from autodistill_metaclip.cli.runner import OutputFile, command, printable, usage
 
 
@@ -57,7 +57,9 @@ def index(
         raise click.BadParameter(f"{input_folder!r} is not a folder", param_hint="INPUT_FOLDER")
     with usage():
         earlier = EmbeddingIndex.load(index) if Path(index).is_file() else None
-    model = _spec_for(earlier, params).build(params.pop("device"))
+    spec, device = _spec_for(earlier, params), params.pop("device")
+    hint_bf16(spec, device)
+    model = spec.build(device)
     built, counts = EmbeddingIndex.sync(
         model, input_folder, index, extensions=list(extensions) or None, recursive=recursive,
         progress=sys.stderr.isatty(),

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from autodistill_metaclip.cli.options import (
+    hint_bf16,
     label_options,
     label_options_from,
     model_options,
@@ -56,6 +57,8 @@ def label(
             shards=shards,
             device=params.get("device"),
         )
+    if job.ray is None:
+        hint_bf16(job.spec, job.device)
     with results_only_on_stdout():
         written = job.run()
     if grid:

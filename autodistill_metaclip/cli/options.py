@@ -211,6 +211,18 @@ def model_spec(params: dict[str, Any], *, ontology: bool, made_by: Any = None) -
     return ModelSpec(ontology=classes, prompt_templates=resolved, **options)
 
 
+def hint_bf16(spec: ModelSpec, device: str | None) -> None:
+    """One line on stderr when the model will run fp32 on a CPU that has bf16 instructions."""
+    from autodistill_metaclip.engine.encoder import leaves_bf16_unused
+
+    if leaves_bf16_unused(spec.precision, device):
+        click.echo(
+            "hint: this CPU has bf16 instructions (AVX-512 BF16 or AMX); --precision bf16 ran "
+            "ViT-B/32 2x faster than fp32 on one, embeddings within cosine 0.9999 (docs: Speed)",
+            err=True,
+        )
+
+
 def input_policy() -> InputPolicy:
     """The input policy of ``--public-urls-only`` and ``--allow-scheme``, in force (for listing
     folders, reading images, plotting them) until the command ends."""

@@ -27,9 +27,14 @@ def review(dataset_folder: str, output: str | None) -> Any:
     Example:
       autodistill-metaclip review dataset/ && xdg-open dataset/review.html
     """
+    from autodistill_metaclip.labeling.folder import locked
     from autodistill_metaclip.labeling.review import write_review
+    from autodistill_metaclip.labeling.state import read_run
 
-    page = write_review(dataset_folder, output)
+    with usage():
+        read_run(Path(dataset_folder))  # a dataset written by label, or a usage error
+    with locked(Path(dataset_folder)):  # no label() or fix rewrites it meanwhile
+        page = write_review(dataset_folder, output)
     return {"review": str(page)}, f"review page -> {page}", 0
 
 
@@ -44,13 +49,22 @@ def fix(dataset_folder: str, corrections: str) -> Any:
     Example:
       autodistill-metaclip fix dataset/ ~/Downloads/corrections.json
     """
-    from autodistill_metaclip.labeling.corrections import apply_corrections, correction_report
+    from autodistill_metaclip.labeling.corrections import (
+        apply_corrections,
+        correction_report,
+        read_corrections,
+    )
+    from autodistill_metaclip.labeling.state import read_run
 
+    with usage():  # a dataset and a readable corrections file, before anything moves
+        read_corrections(corrections)
+        read_run(Path(dataset_folder))
     counts = apply_corrections(dataset_folder, corrections)
     total = correction_report(dataset_folder)["total"]
     text = (
-        f"reassigned {counts['reassigned']}, excluded {counts['excluded']}, unchanged "
-        f"{counts['unchanged']} -> {dataset_folder} (manifest column 'decided')"
+        f"reassigned {counts['reassigned']}, excluded {counts['excluded']}, labelled "
+        f"{counts['labelled']} (were unlabeled), unchanged {counts['unchanged']} -> "
+        f"{dataset_folder} (manifest column 'decided')"
     )
     return {**counts, "dataset": total}, text, 0
 

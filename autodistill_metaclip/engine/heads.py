@@ -24,6 +24,9 @@ from autodistill_metaclip.engine.ontology import ExampleOntology, Ontology
 from autodistill_metaclip.errors import ImageLoadError
 
 Embed: TypeAlias = Callable[[list[Any]], np.ndarray]
+INDISTINCT = 0.98
+"""Cosine above which two classes' entries (prompts, or example prototypes) are reported as
+ones the model can hardly tell apart."""
 
 
 @dataclass(frozen=True)
@@ -126,3 +129,31 @@ def _class_prototype(
 def _normalise(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     return vectors / np.where(norms == 0, 1, norms)
+
+
+def head_problems(head: ZeroShotHead) -> list[str]:
+    """What is probably wrong with an ontology for this model, in words: a single class (it
+    scores 1.0 for every image), or classes whose entries the model can hardly tell apart
+    (cosine above :data:`INDISTINCT`; their probabilities split evenly whatever the image)."""
+    if len(set(head.classes)) == 1:
+        return [
+            f"ontology: one class ({head.classes[0]!r}) scores 1.0 for every image, since the "
+            "softmax runs over the ontology's classes; add a second prompt such as "
+            "'a photo of something else' -> 'other'"
+        ]
+    entries = head.prompt_embeddings
+    cosines = entries @ entries.T
+    pairs = []
+    for i, j in zip(*np.nonzero(np.triu(cosines > INDISTINCT, k=1)), strict=True):
+        a, b = head.classes[head.prompt_class[i]], head.classes[head.prompt_class[j]]
+        if a != b:
+            pairs.append((float(cosines[i, j]), a, b))
+    if not pairs:
+        return []
+    shown = "; ".join(f"{a!r} and {b!r} ({c:.3f})" for c, a, b in sorted(pairs, reverse=True)[:3])
+    more = f" and {len(pairs) - 3} more pairs" if len(pairs) > 3 else ""
+    return [
+        f"ontology: this model can hardly tell these classes apart, their prompts embed almost "
+        f"alike (cosine above {INDISTINCT}): {shown}{more}. Their probabilities will split "
+        "evenly whatever the image: rephrase the prompts, add prompt templates, or merge them"
+    ]

@@ -1,10 +1,11 @@
 """What the classes are: a caption ontology (``{prompt: class}``) or example images per class
 (:class:`ExampleOntology`), checked, and described as data for a run's identity.
 
-Torch-free, so options can be checked before the model is loaded. Sizes are capped, so an
-ontology from an untrusted file costs bounded work: at most :data:`MAX_PROMPTS` prompts (and
-classes, and captions), each prompt, caption and class name at most :data:`MAX_PROMPT_CHARACTERS`
-characters (the model reads about 77 tokens, a few hundred characters, of each).
+Light to import (autodistill, seconds to import, only when an ontology is made), so options can
+be checked before the model is loaded. Sizes are capped, so an ontology from an untrusted file
+costs bounded work: at most :data:`MAX_PROMPTS` prompts (and classes, and captions), each
+prompt, caption and class name at most :data:`MAX_PROMPT_CHARACTERS` characters (the model reads
+about 77 tokens, a few hundred characters, of each).
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
-from autodistill.core import EmbeddingOntologyImage
-from autodistill.detection import CaptionOntology
 
 from autodistill_metaclip.errors import ArgumentError, ArgumentTypeError
+
+if TYPE_CHECKING:
+    from autodistill.detection import CaptionOntology
 
 MAX_PROMPTS = 10_000
 """Most prompts (and classes, and captions) in one ontology."""
@@ -71,13 +73,16 @@ class ExampleOntology:
         return self.classes()
 
 
-Ontology: TypeAlias = CaptionOntology | ExampleOntology
+Ontology: TypeAlias = "CaptionOntology | ExampleOntology"
 
 
 def as_ontology(ontology: Any) -> Ontology:
     """Accept a ``CaptionOntology`` (or any object with string ``prompts()`` and ``classes()``),
     a plain ``{prompt: class}`` dict, an :class:`ExampleOntology`, or autodistill's
     ``EmbeddingOntologyImage`` (``{class: [image paths]}``)."""
+    from autodistill.core import EmbeddingOntologyImage  # autodistill: seconds to import
+    from autodistill.detection import CaptionOntology
+
     if isinstance(ontology, ExampleOntology):
         return ontology
     if isinstance(ontology, EmbeddingOntologyImage):

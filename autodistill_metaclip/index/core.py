@@ -32,7 +32,8 @@ from tqdm.auto import tqdm
 
 from autodistill_metaclip.errors import ArgumentError
 from autodistill_metaclip.index import export
-from autodistill_metaclip.index.neighbours import Neighbours, kmeans, members_of
+from autodistill_metaclip.index.groups import group_members, leaders
+from autodistill_metaclip.index.neighbours import Neighbours, kmeans
 from autodistill_metaclip.index.storage import read_index_file, write_index
 from autodistill_metaclip.index.store import (
     DATASET_STORES,
@@ -323,17 +324,18 @@ class EmbeddingIndex:
         ]
 
     def duplicates(self, threshold: float = 0.95) -> list[list[Path | str]]:
-        """Groups of images whose embeddings are at least ``threshold`` cosine-similar to another
-        member (connected components), largest group first: all pairs compared up to
-        ``neighbours.EXACT_LIMIT`` images, found through the IVF index above."""
+        """Groups of near-duplicate images, largest first: leader groups
+        (:mod:`~autodistill_metaclip.index.groups`), so every member is at least ``threshold``
+        cosine-similar to its group's first image (its leader, in index order) and groups never
+        chain through a drift of similar images."""
         return [[self.location(k) for k in g] for g in self.duplicate_keys(threshold)]
 
     def duplicate_keys(self, threshold: float = 0.95) -> list[list[str]]:
-        """:meth:`duplicates` as keys (paths relative to :attr:`root`)."""
+        """:meth:`duplicates` as keys (paths relative to :attr:`root`), leader first."""
         if not 0.0 < threshold <= 1.0:
             raise ArgumentError("threshold", f"expected a cosine in (0, 1], but got {threshold!r}")
-        groups = members_of(self.neighbours.groups(threshold))
-        found = [sorted(self.keys[i] for i in g) for g in groups if len(g) > 1]
+        groups = group_members(leaders(self.embeddings, threshold))
+        found = [[self.keys[i] for i in g.tolist()] for g in groups if len(g) > 1]
         return sorted(found, key=lambda g: (-len(g), g[0]))
 
     def clusters(

@@ -7,9 +7,8 @@ a quarter of the vectors' size) proposes :data:`CANDIDATES` x k candidates from
 returned are exact cosines and only a true neighbour outside the probed cells can be missed.
 Measured in ``benchmarks/index_scale.py`` (recall@10 against exact search).
 
-Near-duplicate pairs come from a range search over the same index (a margin below the
-threshold for the quantisation, then checked exactly); k-means runs on a sample and faiss
-assigns every vector to its centre.
+K-means runs on a sample and faiss assigns every vector to its centre. Near-duplicate groups are
+:mod:`~autodistill_metaclip.index.groups`'s.
 """
 
 from __future__ import annotations
@@ -26,9 +25,6 @@ PROBES = 16
 """Cells of the IVF index visited per query."""
 CANDIDATES = 4
 """Candidates per wanted neighbour that the IVF index proposes for exact re-scoring."""
-_DUPLICATE_PROBES = 4  # near-duplicates share a cell (or a neighbouring one) all but always
-_QUANTISATION_MARGIN = 0.02  # how far an 8-bit score may fall below the exact cosine
-_FLOAT_SLACK = 1e-6  # float32 cosines of identical images can come out just below 1
 _CHUNK = 65_536
 _ASSIGNMENT_SAMPLE = 2048  # vectors whose cells are checked when an index is read
 
@@ -121,45 +117,6 @@ class Neighbours:
         _, candidates = ivf.search(queries, wanted)
         return self._rescored(queries, candidates, k)
 
-    def pairs(self, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-        """Every pair ``(i, j)``, ``i < j``, of vectors at least ``threshold`` cosine-similar
-        (exhaustive up to :data:`EXACT_LIMIT`; above, found through the IVF index)."""
-        n = len(self.vectors)
-        found_i, found_j = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
-        if not self.approximate:
-            for start in range(0, n, 2048):  # each block against itself and the vectors after it
-                block = self.vectors[start : start + 2048] @ np.asarray(self.vectors[start:]).T
-                i, j = np.nonzero(block >= threshold - _FLOAT_SLACK)
-                found_i.append(i + start)
-                found_j.append(j + start)
-        else:
-            ivf = self._index()
-            ivf.nprobe = _DUPLICATE_PROBES
-            for start in range(0, n, _CHUNK):
-                chunk = np.ascontiguousarray(self.vectors[start : start + _CHUNK])
-                limits, _, ids = ivf.range_search(chunk, threshold - _QUANTISATION_MARGIN)
-                rows = np.repeat(np.arange(len(chunk)), np.diff(limits.astype(np.int64))) + start
-                exact = np.einsum("ij,ij->i", self.vectors[rows], self.vectors[ids])
-                keep = exact >= threshold - _FLOAT_SLACK
-                found_i.append(rows[keep])
-                found_j.append(ids[keep].astype(np.int64))
-        i, j = np.concatenate(found_i), np.concatenate(found_j)
-        # A pair may be found from one side only (its other end probed other cells).
-        pairs = np.unique(np.stack([np.minimum(i, j), np.maximum(i, j)], axis=1), axis=0)
-        pairs = pairs[pairs[:, 0] != pairs[:, 1]]
-        return pairs[:, 0], pairs[:, 1]
-
-    def groups(self, threshold: float) -> np.ndarray:
-        """A group id per vector: vectors at least ``threshold`` cosine-similar (transitively,
-        through :meth:`pairs`) share one."""
-        from scipy.sparse import coo_matrix
-        from scipy.sparse.csgraph import connected_components
-
-        n = len(self.vectors)
-        i, j = self.pairs(threshold)
-        graph = coo_matrix((np.ones(len(i), np.int8), (i, j)), shape=(n, n))
-        return np.asarray(connected_components(graph, directed=False)[1], np.int64)
-
     def parts(self) -> IVFParts | None:
         """The IVF index as plain arrays for saving, built if this size needs one."""
         if not self.approximate:
@@ -193,14 +150,6 @@ class Neighbours:
             scores[row, : len(order)] = exact[order]
             ids[row, : len(order)] = found[order]
         return scores, ids
-
-
-def members_of(group_ids: np.ndarray) -> list[np.ndarray]:
-    """The positions of each group's members, given a group id per position: groups in order
-    of their ids, members in order of position."""
-    order = np.argsort(group_ids, kind="stable")
-    boundaries = np.flatnonzero(np.diff(group_ids[order])) + 1
-    return np.split(order, boundaries) if len(order) else []
 
 
 def _ivf_from(vectors: np.ndarray, parts: IVFParts) -> Any:

@@ -330,8 +330,8 @@ def _open(file: IO[bytes], name: str) -> Image.Image:
 
 def _sniff(file: IO[bytes]) -> str:
     file.seek(0)
-    head = file.read(64).lstrip().lower()
-    if head.startswith((b"<!doctype html", b"<html")):
+    head = file.read(64).lstrip()
+    if head.lower().startswith((b"<!doctype html", b"<html")):
         return "looks like HTML"
     if head and all(32 <= b < 127 or b in b"\t\r\n" for b in head):
         return "looks like text"

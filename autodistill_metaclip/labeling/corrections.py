@@ -6,12 +6,13 @@ The review page exports them as JSON::
      "corrections": [{"image": "a.jpg", "from": "cat", "to": "dog"},
                      {"image": "b.jpg", "from": "cat", "to": null}]}
 
-(``"to": null`` excludes the image). :func:`apply_corrections` moves the copies between class
-folders in their split, marks the manifest rows (``decided``: ``human`` or ``excluded``) and
-rewrites the manifest, with the same layout code as ``label()``: every file renamed
-atomically. The decisions are kept with the dataset (``.autodistill-metaclip/decisions.json``),
-so a later ``label()`` keeps them, and applying the same file twice changes nothing the second
-time.
+(``"to": null`` excludes the image; ``"from": null`` gives an unlabeled image a class). The
+JSON schema is :data:`SCHEMA` (``corrections.schema.json`` beside this module).
+:func:`apply_corrections` moves the copies between class folders in their split, marks the
+manifest rows (``decided``: ``human`` or ``excluded``) and rewrites the manifest, with the same
+layout code as ``label()``: every file renamed atomically. The decisions are kept with the
+dataset (``.autodistill-metaclip/decisions.json``), so a later ``label()`` keeps them, and
+applying the same file twice changes nothing the second time.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from autodistill_metaclip.labeling.state import (
 from autodistill_metaclip.results import Status
 
 FORMAT = "autodistill-metaclip corrections 1"
+SCHEMA = Path(__file__).with_name("corrections.schema.json")
+"""The JSON schema of a corrections file (draft 2020-12)."""
 MAX_CORRECTIONS_BYTES = 64 * 1024 * 1024
 
 
@@ -81,7 +84,11 @@ def read_corrections(corrections: str | os.PathLike[str] | Mapping[str, Any]) ->
     first: dict[str, int] = {}  # image -> its entry
     for n, entry in enumerate(entries):
         where = f"corrections[{n}]"
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("image"), str):
+        if (
+            not isinstance(entry, Mapping)
+            or not isinstance(entry.get("image"), str)
+            or "to" not in entry  # a missing "to" must not read as null: exclude
+        ):
             raise ValueError(f'{where}: expected {{"image": ..., "to": class or null}}')
         target, source = entry.get("to"), entry.get("from")
         if target is not None and not isinstance(target, str):
@@ -106,7 +113,8 @@ def apply_corrections(
 
     Each image keeps its split; a reassigned one moves to its new class folder, an excluded
     one leaves the dataset (its row stays, ``decided=excluded``, its bytes kept so a later
-    correction can bring it back). Only labelled images can be corrected. Idempotent. The
+    correction can bring it back), an unlabeled one given a class joins the split the split
+    rule gives it. Idempotent. The
     decisions are kept with the dataset: a later ``label()`` of it (resumed, or re-derived
     with ``overwrite=True`` and another ontology) applies them where their class still exists.
 

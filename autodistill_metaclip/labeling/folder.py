@@ -17,12 +17,13 @@ process at a time holds an output folder (:mod:`.lock`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,17 @@ class LabelRun:
 
     dataset: sv.ClassificationDataset
     summary: dict[str, Any]
+
+
+@contextlib.contextmanager
+def locked(output: Path) -> Iterator[None]:
+    """Hold ``output``'s lock, as ``label()`` and ``fix`` do, for the block (e.g. while its
+    review page is written again)."""
+    lock = acquire_lock(output / STATE / LOCK, output)
+    try:
+        yield
+    finally:
+        release_lock(lock)
 
 
 def refuse_existing(output: Path) -> None:

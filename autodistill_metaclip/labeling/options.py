@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any, Literal, TypeAlias
 
+from autodistill_metaclip.engine.checkpoints import near_duplicate_default
 from autodistill_metaclip.errors import ArgumentError, ArgumentTypeError
 
 Split: TypeAlias = tuple[float, float, float]
@@ -110,6 +111,13 @@ class LabelOptions:
                     f"the ontology ({', '.join(classes)})",
                 )
         return [threshold_of(self.confidence, name) for name in classes]
+
+    def near_duplicate_threshold(self, checkpoint: str) -> float | None:
+        """The run's near-duplicate threshold: :attr:`near_duplicates`, or for ``"auto"`` the
+        checkpoint's default (the demo model packs a class far tighter than MetaCLIP)."""
+        if self.near_duplicates == "auto":
+            return near_duplicate_default(checkpoint)
+        return self.near_duplicates
 
     @property
     def splits(self) -> tuple[str, str, str]:

@@ -35,7 +35,6 @@ import numpy as np
 import supervision as sv
 from tqdm.auto import tqdm
 
-from autodistill_metaclip.engine.checkpoints import near_duplicate_default
 from autodistill_metaclip.errors import ArgumentError
 from autodistill_metaclip.index.store import EmbeddingStore, model_identity
 from autodistill_metaclip.inputs import sources
@@ -95,7 +94,7 @@ def label_run(
     if not classes:
         raise ArgumentError("ontology", "label() needs one, but this model has ontology=None")
     chosen.thresholds(classes)  # refuse a threshold for a class the ontology does not have
-    threshold = near_duplicates(chosen, model.spec.checkpoint)
+    threshold = chosen.near_duplicate_threshold(model.spec.checkpoint)
     settings = run_settings(model.spec, input_folder, extension, chosen, threshold)
     source_root = os.fspath(input_folder)
     output = output_path(source_root, output_folder)
@@ -137,13 +136,6 @@ def label_run(
         if store.segments > _MAX_SEGMENTS or len(store) > 1.25 * readable:
             store.compact({f.key for f in files})  # one memory-mapped file, no stale rows
         return written
-
-
-def near_duplicates(options: LabelOptions, checkpoint: str) -> float | None:
-    """The run's near-duplicate threshold: the option, or the checkpoint's default."""
-    if options.near_duplicates == "auto":
-        return near_duplicate_default(checkpoint)
-    return options.near_duplicates
 
 
 def _embed_missing(

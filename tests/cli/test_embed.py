@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from autodistill_metaclip import synthetic
 from tests.helpers import run_cli
@@ -37,3 +38,18 @@ def test_embed_writes_exactly_the_file_it_reports(tmp_path: Path) -> None:
 def test_embed_needs_something_to_embed() -> None:
     code, out, err = run_cli("embed", "-m", "demo")
     assert code == 2 and out == "" and "give images and/or texts" in err
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").is_file(), reason="reads the kernel's CPU flags")
+def test_a_cpu_with_bf16_instructions_gets_a_hint_unless_precision_is_chosen(
+    tmp_path: Path,
+) -> None:
+    synthetic.make_image("red", "circle").save(tmp_path / "a.png")
+    flags = set(Path("/proc/cpuinfo").read_text().split())
+    has_bf16 = bool(flags & {"avx512_bf16", "amx_bf16"})
+    code, _, err = run_cli("embed", "-m", "demo", "--device", "cpu", tmp_path / "a.png")
+    assert code == 0
+    assert ("hint: this CPU has bf16 instructions" in err) == has_bf16, err
+    assert "--precision bf16" in err or not has_bf16
+    code, _, err = run_cli("embed", "-m", "demo", "--precision", "fp32", tmp_path / "a.png")
+    assert code == 0 and "hint:" not in err

@@ -33,7 +33,7 @@ def test_cli_review_fix_evaluate(demo_dataset: Path, tmp_path: Path) -> None:
         "evaluate", tmp_path / "truth", "-m", "demo", "--plot", tmp_path / "e.png", *classes
     )
     assert code == 0, out
-    assert "classes: accuracy" in out and Image.open(tmp_path / "e.png").size[0] > 400
+    assert "demo: accuracy" in out and Image.open(tmp_path / "e.png").size[0] > 400
 
 
 def test_fix_refuses_an_image_it_cannot_move(demo_dataset: Path, tmp_path: Path) -> None:

@@ -6,11 +6,13 @@ image embedding means the same entries."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from autodistill.detection import CaptionOntology
 
-from autodistill_metaclip import ExampleOntology, MetaCLIP, synthetic
+from autodistill_metaclip import ExampleOntology, MetaCLIP, MetaCLIPWarning, synthetic
 
 HELD_OUT = list(synthetic.samples(360, seed=77))
 
@@ -136,3 +138,17 @@ def test_ensembles_cancel_what_a_single_template_biases() -> None:
         colours,
     )
     assert averaged > biased
+
+
+def test_classes_the_model_cannot_tell_apart_are_warned_about(demo_model: MetaCLIP) -> None:
+    """The demo model embeds words it never saw alike: 'cat', 'person', 'texture' score the
+    same for every image; the warning names the pairs and what to do."""
+    with pytest.warns(MetaCLIPWarning, match="can hardly tell these classes apart") as caught:
+        model = MetaCLIP({f"a photo of a {n}": n for n in ("cat", "person", "texture")}, "demo")
+    message = str(next(w.message for w in caught if "apart" in str(w.message)))
+    assert "'cat' and 'person'" in message and "rephrase the prompts" in message
+    probabilities = model.probabilities(model.embed_image([synthetic.make_image("red", "circle")]))
+    assert np.allclose(probabilities, 1 / 3, atol=0.01)  # the warning is about a real failure
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MetaCLIPWarning)  # the shapes' prompts are distinct
+        demo_model.set_ontology(CaptionOntology(synthetic.caption_ontology()))

@@ -56,6 +56,21 @@ def test_duplicates_group_the_planted_images(index) -> None:
     assert not any(PLANTED & {p.name for p in g} and {p.name for p in g} != PLANTED for g in groups)
 
 
+def test_duplicates_do_not_chain_through_a_drift(index) -> None:
+    angles = np.linspace(0, 1.0, 400)  # each image 0.998 from the next, the ends 0.54 apart
+    drift = np.zeros((400, 512), np.float32)
+    drift[:, 0], drift[:, 1] = np.cos(angles), np.sin(angles)
+    frames = EmbeddingIndex(
+        "/frames", [f"{i:03d}.png" for i in range(400)], drift, ["0"] * 400, index.model_info
+    )
+    groups = frames.duplicate_keys(0.99)
+    assert len(groups) > 5 and max(map(len, groups)) < 100  # chained, it would be one of 400
+    rows = {key: i for i, key in enumerate(frames.keys)}
+    for group in groups:
+        leader = drift[rows[group[0]]]
+        assert min(float(drift[rows[k]] @ leader) for k in group) >= 0.99 - 1e-6
+
+
 def test_clusters_recover_classes_and_shapes(demo_model, index) -> None:
     real = [i for i, p in enumerate(index.paths) if not p.name.startswith("planted")]
     labels = [index.keys[i].split("_", 1)[1].rsplit(".", 1)[0] for i in real]

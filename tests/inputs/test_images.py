@@ -118,6 +118,13 @@ def test_unreadable_input_names_itself(tmp_path: Path) -> None:
         load_image(path)
 
 
+def test_an_undecodable_tiff_shows_its_header_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "scan.tif"
+    path.write_bytes(b"II*\x00" + bytes(range(200, 256)) * 4)  # a TIFF header, then nonsense
+    with pytest.raises(ImageLoadError, match=r"scan\.tif.*starting b'II\*\\x00"):
+        load_image(path)
+
+
 def test_eps_named_jpg_never_starts_ghostscript(tmp_path: Path, fake_ghostscript) -> None:
     """Pillow picks a decoder by content, and its EPS decoder runs Ghostscript: refused."""
     canary, eps = fake_ghostscript

@@ -7,11 +7,13 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from autodistill_metaclip import MetaCLIP, synthetic
 from autodistill_metaclip.labeling.corrections import (
     FORMAT,
+    SCHEMA,
     apply_corrections,
     correction_report,
     read_corrections,
@@ -156,6 +158,7 @@ def test_a_folder_that_is_not_a_dataset_is_refused(tmp_path: Path) -> None:
         ({"format": FORMAT, "corrections": {}}, 'expected a list under "corrections"'),
         ({"format": FORMAT, "corrections": ["a.png"]}, r"corrections\[0\]: expected"),
         ({"format": FORMAT, "corrections": [{"to": "cat"}]}, r"corrections\[0\]: expected"),
+        ({"format": FORMAT, "corrections": [{"image": "a"}]}, r"corrections\[0\]: expected"),
         ({"format": FORMAT, "corrections": [{"image": "a", "to": 3}]}, r"\[0\]\.to: expected"),
         ({"format": FORMAT, "corrections": [{"image": "a", "to": "b", "from": 1}]}, r"\.from"),
     ],
@@ -168,6 +171,8 @@ def test_a_malformed_corrections_file_is_refused(data, match: str, tmp_path: Pat
     if isinstance(data, dict):  # the same data given as parsed JSON
         with pytest.raises(ValueError, match=match):
             read_corrections(data)
+    with pytest.raises(jsonschema.ValidationError):  # the published schema refuses it too
+        jsonschema.validate(data, json.loads(SCHEMA.read_text()))
 
 
 def test_corrections_are_read_from_a_file_or_data(tmp_path: Path) -> None:
@@ -180,6 +185,7 @@ def test_corrections_are_read_from_a_file_or_data(tmp_path: Path) -> None:
     }
     expected = {"a.png": ("cat", "dog"), "b.png": (None, None)}
     assert read_corrections(data) == expected
+    jsonschema.validate(data, json.loads(SCHEMA.read_text()))  # the published schema agrees
     path = tmp_path / "c.json"
     path.write_text(json.dumps(data))
     assert read_corrections(path) == expected
