@@ -25,7 +25,8 @@ from autodistill_metaclip.inputs.images import load_image
 
 if TYPE_CHECKING:
     from autodistill_metaclip.evaluation import Evaluation
-    from autodistill_metaclip.index.core import Clustering, Hit
+    from autodistill_metaclip.index.clusters import Clustering
+    from autodistill_metaclip.index.core import Hit
     from autodistill_metaclip.results import Prediction
 
 _TILE_PIXELS = 256

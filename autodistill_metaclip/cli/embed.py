@@ -61,7 +61,7 @@ def embed(
     if ray is not None:
         counts = done.counts or {}
         text = ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
-        text += f" -> {output} (parquet: key, path, status, error, embedding)"
+        text += f" -> {output} (parquet: key, path, stamp, status, error, embedding)"
         return {"output": output, **counts}, text, counts.get("failed", 0)
     errors = [{"input": name, "error": error} for name, error in done.errors]
     data: dict[str, Any] = {"dim": done.dim, "inputs": done.inputs, "errors": errors}

@@ -1,6 +1,7 @@
-"""An embedding index of a folder: search, near-duplicates, clusters (``core``), saved as one
-file (``storage``), exported (``export``), on faiss (``neighbours``), acted on (``dedup``).
-``EmbeddingIndex`` is imported on first use."""
+"""Embeddings kept once (``store``, of ``segments`` files) and what is derived from them: an
+index of a folder (``core``) with search on faiss (``neighbours``), near-duplicate groups
+(``groups``), clusters (``clusters``), saved as one file (``storage``), exported (``export``),
+acted on (``dedup``). ``EmbeddingIndex`` is imported on first use."""
 
 import lazy_loader
 

@@ -1,16 +1,16 @@
 """An embedding index of a folder: search by text or image, near-duplicates, clusters.
 
-Built once with the model's streaming API and saved as one ``.npz`` (plain numpy arrays:
-``paths``, ``embeddings``, and above :data:`~autodistill_metaclip.index.neighbours.EXACT_LIMIT`
-images the serialised IVF index as bytes; no pickle), written atomically. The embeddings are
-stored uncompressed, so :meth:`EmbeddingIndex.load` memory-maps them (and checks them once for
-NaN, in chunks): a million images open without a second copy of 2 GB in memory. Search,
-near-duplicates and k-means run on faiss
-(:mod:`autodistill_metaclip.index.neighbours`). The folder may be local or a filesystem URI
-(:mod:`autodistill_metaclip.inputs.sources`). :meth:`EmbeddingIndex.update` embeds only files
-that are new or changed (size or modification time) and drops deleted ones. The index
-records which model made it, including the embedding of a fixed probe text, so embeddings of
-another checkpoint are never mixed in or compared.
+An index is an embedding store (:mod:`autodistill_metaclip.index.store`) plus its search
+structure: :meth:`EmbeddingIndex.build` embeds a folder with the model's streaming API,
+:meth:`EmbeddingIndex.open` opens the embeddings a store or a ``label()`` dataset keeps already
+(nothing embedded again), :meth:`EmbeddingIndex.save` writes one segment file with the IVF
+structure as checked plain arrays (:mod:`autodistill_metaclip.index.storage`; no pickle, no
+faiss bytes), memory-mapped on :meth:`EmbeddingIndex.load`. Search, near-duplicate groups and
+k-means run on faiss (:mod:`autodistill_metaclip.index.neighbours`). The folder may be local or
+a filesystem URI (:mod:`autodistill_metaclip.inputs.sources`). :meth:`EmbeddingIndex.update`
+embeds only files that are new or changed (size or modification time) and drops deleted ones.
+The index records which model made it, including the embedding of a fixed probe text, so
+embeddings of another checkpoint are never mixed in or compared.
 
 Examples:
     >>> index = EmbeddingIndex.build(model, "photos/")  # doctest: +SKIP
@@ -32,8 +32,9 @@ from tqdm.auto import tqdm
 
 from autodistill_metaclip.errors import ArgumentError
 from autodistill_metaclip.index import export
+from autodistill_metaclip.index.clusters import Clustering, cluster
 from autodistill_metaclip.index.groups import group_members, leaders
-from autodistill_metaclip.index.neighbours import Neighbours, kmeans
+from autodistill_metaclip.index.neighbours import Neighbours
 from autodistill_metaclip.index.storage import read_index_file, write_index
 from autodistill_metaclip.index.store import (
     DATASET_STORES,
@@ -57,25 +58,6 @@ class Hit:
 
     path: Path | str  # a str for an index of a filesystem URI
     score: float
-
-
-@dataclass(frozen=True)
-class Cluster:
-    """One k-means cluster of an index."""
-
-    id: int
-    members: list[Path | str]
-    representatives: list[Path | str]  # closest to the centre first
-    name: str | None = None
-    name_score: float | None = None
-
-
-@dataclass(frozen=True)
-class Clustering:
-    """Clusters, and each indexed image's cluster id (in ``index.paths`` order)."""
-
-    labels: np.ndarray
-    clusters: list[Cluster]
 
 
 class EmbeddingIndex:
@@ -347,44 +329,31 @@ class EmbeddingIndex:
         names: Sequence[str] | None = None,
         model: MetaCLIP | None = None,
     ) -> Clustering:
-        """k-means (``neighbours.kmeans``) on the embeddings; each cluster lists its members closest
-        to the centre first. With candidate ``names`` (and ``model``), clusters are named by the
-        candidates whose text embeddings are closest to their centres, each name given once
-        while names last (the best matching overall), then again with a number: no two
-        clusters share a name."""
+        """k-means on the embeddings (:func:`~autodistill_metaclip.index.clusters.cluster`);
+        each cluster lists its members closest to the centre first. With candidate ``names``
+        (and ``model``), clusters are named by the candidates whose text embeddings are closest
+        to their centres, each name given once while names last, then again with a number."""
         if not 1 <= k <= len(self):
             raise ArgumentError(
                 "k", f"expected 1 to {len(self)} (the number of images), but got {k}"
             )
-        centres, labels = kmeans(self.embeddings, k, seed=seed)
-        name_scores = None
+        name_vectors = None
         if names:
             if model is None:
                 raise ArgumentError(
                     "model", "naming clusters needs the model that embeds the names"
                 )
             self.check_model(model)
-            name_scores = centres @ model.embed_text(list(names)).T
-        chosen = _names(name_scores, list(names or []), labels)
-        clusters = []
-        for c in range(k):
-            members = np.flatnonzero(labels == c)
-            if not len(members):
-                continue  # k close to the number of distinct images leaves some empty
-            closest = members[np.argsort(-(self.embeddings[members] @ centres[c]), kind="stable")]
-            best = chosen.get(c)
-            clusters.append(
-                Cluster(
-                    id=c,
-                    members=[self.location(self.keys[i]) for i in closest],
-                    representatives=[
-                        self.location(self.keys[i]) for i in closest[:representatives]
-                    ],
-                    name=None if best is None else best[0],
-                    name_score=None if best is None else best[1],
-                )
-            )
-        return Clustering(labels=labels, clusters=clusters)
+            name_vectors = model.embed_text(list(names))
+        return cluster(
+            self.embeddings,
+            lambda row: self.location(self.keys[row]),
+            k,
+            seed=seed,
+            representatives=representatives,
+            names=list(names or []),
+            name_vectors=name_vectors,
+        )
 
     def to_parquet(self, path: str | os.PathLike[str]) -> Path:
         """Write ``path``/``embedding`` rows for vector databases (needs ``pyarrow``)."""
@@ -421,29 +390,6 @@ def model_info(model: MetaCLIP) -> dict[str, Any]:
 def _probe(info: dict[str, Any]) -> list[float]:
     """The probe text's embedding (``probe`` in indexes saved before 0.3)."""
     return list(info.get("probe_text", info.get("probe", [])))
-
-
-def _names(
-    scores: np.ndarray | None, names: list[str], labels: np.ndarray
-) -> dict[int, tuple[str, float]]:
-    """Each non-empty cluster's name and its score: names matched to clusters one to one by
-    the best total score, then the clusters left over named by their best name and a number."""
-    if scores is None or not names:
-        return {}
-    from scipy.optimize import linear_sum_assignment
-
-    used = [c for c in range(len(scores)) if np.any(labels == c)]
-    rows, columns = linear_sum_assignment(-scores[used])
-    chosen = {
-        used[r]: (names[c], float(scores[used[r], c])) for r, c in zip(rows, columns, strict=True)
-    }
-    times: dict[str, int] = {}
-    for c in used:
-        if c not in chosen:
-            best = int(np.argmax(scores[c]))
-            times[names[best]] = times.get(names[best], 1) + 1
-            chosen[c] = (f"{names[best]} ({times[names[best]]})", float(scores[c, best]))
-    return chosen
 
 
 def _open_store(folder: Path, model: MetaCLIP | None) -> EmbeddingStore:

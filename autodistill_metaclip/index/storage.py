@@ -1,6 +1,6 @@
 """The index file: one ``.npz`` of plain numpy arrays (no pickle), written atomically.
 
-Format 4 is a store segment (:func:`~autodistill_metaclip.index.store.write_segment`: keys,
+Format 4 is a store segment (:func:`~autodistill_metaclip.index.segments.write_segment`: keys,
 stamps, the embeddings uncompressed and aligned, so they are memory-mapped on load, and their
 checksum) with the index's metadata (root, model, failed files, listing options) and, above
 :data:`~autodistill_metaclip.index.neighbours.EXACT_LIMIT` images, its IVF index as plain arrays
@@ -25,7 +25,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from autodistill_metaclip.index.neighbours import IVFParts, Neighbours
-from autodistill_metaclip.index.store import check_vectors, memory_map, read_segment, write_segment
+from autodistill_metaclip.index.segments import (
+    check_vectors,
+    memory_map,
+    read_segment,
+    write_segment,
+)
 from autodistill_metaclip.inputs.files import open_file
 
 if TYPE_CHECKING:

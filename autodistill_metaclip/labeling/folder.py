@@ -2,10 +2,10 @@
 
 A run (:mod:`.run`) embeds what the folder's store lacks, derives every manifest row from the
 embeddings (:mod:`.derive`), then :meth:`DatasetFolder.write` lays the dataset out: the splits
-(near-duplicate groups kept whole, :mod:`.splits`), the copies (moved, never rewritten, when a
-copy of the same file exists; else the classified bytes, checked against the hash that was
-embedded), the manifest, ``classes.txt``, the review page, and a digest of what the run was
-made from, so that a resume with nothing new writes nothing.
+(near-duplicate groups kept whole, :mod:`.splits`), the copies (:mod:`.copies`: moved, never
+rewritten, when a copy of the same file exists; else the classified bytes, checked against the
+hash that was embedded), the manifest, ``classes.txt``, the review page, and a digest of what
+the run was made from, so that a resume with nothing new writes nothing.
 
 The tool never writes or removes through a symbolic link in the output folder: one planted
 where it writes is refused, naming it. ``resume`` continues a run only with the same settings
@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from autodistill_metaclip.inputs import sources
 from autodistill_metaclip.inputs.files import atomic_write, make_folders, refuse_link
 from autodistill_metaclip.inputs.sources import SourceFile
 from autodistill_metaclip.labeling import splits
+from autodistill_metaclip.labeling.copies import Copies, Fetch
 from autodistill_metaclip.labeling.derive import Decided
 from autodistill_metaclip.labeling.layout import (
     class_folders,
@@ -50,7 +51,6 @@ from autodistill_metaclip.labeling.manifest import (
     MANIFEST,
     Decision,
     model_class,
-    new_row,
     read_manifest,
     valid_row,
     write_rows,
@@ -71,14 +71,11 @@ from autodistill_metaclip.labeling.state import (
     read_decisions,
     read_journal,
     read_run,
-    save_journal,
     summarize_rows,
 )
 from autodistill_metaclip.results import Status
 
 LOCK = "lock"
-Fetch = Callable[[str], bytes | None]
-"""The classified bytes of an image, read again (and checked against the embedded hash)."""
 logger = logging.getLogger(__name__)
 
 
@@ -139,6 +136,7 @@ class DatasetFolder:
         self.rows: dict[str, dict[str, str]] = {}
         self.decisions: dict[str, Decided] = {}
         self._run: dict[str, Any] = {}
+        self.copies = Copies(output)
 
     def __enter__(self) -> DatasetFolder:
         self._refuse_links()
@@ -215,9 +213,7 @@ class DatasetFolder:
 
     def stage(self, key: str, stamp: str, data: bytes) -> None:
         """Keep the classified bytes of an image until the layout moves them into place."""
-        make_folders(self.state, STAGED)
-        with atomic_write(self._staged(key, stamp)) as f:
-            f.write(data)
+        self.copies.stage(key, stamp, data)
 
     @property
     def complete(self) -> bool:
@@ -298,7 +294,7 @@ class DatasetFolder:
         self.rows = rows
         self._run["done"] = None  # until the layout is whole
         self._save_run()
-        self._gather_bytes(fetch)
+        self.copies.gather(rows, fetch)
         names = file_names([f.key for f in files])
         labelled = sorted(k for k, r in rows.items() if r["status"] == Status.LABELED)
         chosen = splits.assign(  # by the model's class: a human's correction moves no split
@@ -317,7 +313,7 @@ class DatasetFolder:
         for row in rows.values():
             if row["status"] != Status.LABELED:
                 row["split"] = ""
-        self._write_copies(planned)
+        self.copies.place(rows, planned, self.splits, self.folders)
         write_rows(self.output / MANIFEST, [rows[f.key] for f in files if f.key in rows])
         ordered = sorted(self.classes, key=lambda c: self.folders[c])
         with atomic_write(self.output / CLASSES_FILE, "w") as f:
@@ -345,100 +341,6 @@ class DatasetFolder:
             },
         )
         return LabelRun(dataset, summarize_rows(rows.values()))
-
-    def _gather_bytes(self, fetch: Fetch | None) -> None:
-        """Have the bytes of every image the dataset will hold: kept, or an earlier copy, or
-        read again (``fetch``, checked against the embedded hash); an image whose bytes cannot
-        be had any more becomes a failed row, saying why."""
-        copies = self._copies(read_journal(self.output))
-        for key, row in self.rows.items():
-            if row["status"] != Status.LABELED:
-                continue
-            stamp = row["stamp"]
-            if self._staged(key, stamp).is_file() or (key, stamp) in copies:
-                continue
-            data = fetch(key) if fetch is not None else None
-            if data is None:
-                row.update(new_row(key, stamp, status=Status.FAILED,
-                                   error=f"{key!r}: changed or gone since it was embedded; "
-                                   "label() again to embed it"))  # fmt: skip
-            else:
-                self.stage(key, stamp, data)
-
-    def _write_copies(self, planned: dict[str, str]) -> None:
-        """Journal first (what this tool may have written, and from which file); then move
-        each copy into place: an earlier copy of the same file (moved aside first, so no rename
-        can land on a copy still needed), the kept bytes, or the bytes read again; then forget
-        the rest. The bytes of excluded images stay kept, so a correction can bring them
-        back."""
-        written = read_journal(self.output)
-        wanted = {relative: [key, self.rows[key]["stamp"]] for relative, key in planned.items()}
-        copies = self._copies(written)
-        moving = {
-            relative: key
-            for relative, key in planned.items()
-            if written.get(relative) != wanted[relative]
-            or not (
-                (self.output / relative).is_file() and not (self.output / relative).is_symlink()
-            )
-        }
-        aside = {k for k, r in self.rows.items() if r["decided"] == Decision.EXCLUDED}
-        needed = [*moving.values(), *aside]
-        save_journal(self.output, {**written, **wanted})
-        for split in self.splits:
-            for folder in self.folders.values():
-                make_folders(self.output, f"{split}/{folder}")
-        for key in needed:
-            stamp = self.rows[key]["stamp"]
-            earlier = copies.get((key, stamp))
-            if not self._staged(key, stamp).is_file() and earlier is not None:
-                make_folders(self.state, STAGED)
-                os.replace(earlier, self._staged(key, stamp))
-        for relative in written.keys() - wanted.keys():
-            remove_ours(self.output / relative)
-        for relative, key in moving.items():
-            refuse_link(self.output / relative)
-            os.replace(self._staged(key, self.rows[key]["stamp"]), self.output / relative)
-        save_journal(self.output, wanted)
-        keep = {self._staged(key, self.rows[key]["stamp"]).name for key in aside}
-        staged_folder = self.state / STAGED
-        for stale in staged_folder.iterdir() if staged_folder.is_dir() else ():
-            if stale.name not in keep:
-                remove_ours(stale)  # bytes of images no longer labelled
-        self._remove_empty_folders()
-
-    def _remove_empty_folders(self) -> None:
-        """Empty class folders of classes no longer used, and empty split folders of the other
-        layout (a reader would count them as classes)."""
-        wanted = {(s, f) for s in self.splits for f in self.folders.values()}
-        for split in sorted(ALL_SPLITS):
-            top = self.output / split
-            if not top.is_dir() or top.is_symlink():
-                continue
-            for folder in top.iterdir():
-                if (
-                    folder.is_dir()
-                    and not folder.is_symlink()
-                    and (split, folder.name) not in wanted
-                ):
-                    if not any(folder.iterdir()):
-                        folder.rmdir()
-            if split not in self.splits and not any(top.iterdir()):
-                top.rmdir()
-
-    def _staged(self, key: str, stamp: str) -> Path:
-        """Where the classified bytes of ``key`` (at ``stamp``) wait for the layout."""
-        name = hashlib.sha256(f"{key}\x00{stamp}".encode()).hexdigest()[:40]
-        return self.state / STAGED / name
-
-    def _copies(self, written: dict[str, list[str]]) -> dict[tuple[str, str], Path]:
-        """The copies an earlier layout left, by ``(key, stamp)``: plain files only."""
-        copies = {}
-        for relative, (key, stamp) in written.items():
-            path = self.output / relative
-            if path.is_file() and not path.is_symlink():
-                copies[key, stamp] = path
-        return copies
 
     # an earlier run ---------------------------------------------------------------------------
 

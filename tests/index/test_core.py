@@ -1,4 +1,5 @@
-"""The embedding index: search, near-duplicates, clusters, incremental updates, persistence."""
+"""The embedding index: search, near-duplicates, incremental updates, persistence, opening
+a labelled dataset's embeddings."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import ImageEnhance
-from sklearn.metrics import adjusted_rand_score
 
 from autodistill_metaclip import EmbeddingIndex, MetaCLIP, synthetic
 from tests.helpers import names_in, opened_files
@@ -71,29 +71,6 @@ def test_duplicates_do_not_chain_through_a_drift(index) -> None:
         assert min(float(drift[rows[k]] @ leader) for k in group) >= 0.99 - 1e-6
 
 
-def test_clusters_recover_classes_and_shapes(demo_model, index) -> None:
-    real = [i for i, p in enumerate(index.paths) if not p.name.startswith("planted")]
-    labels = [index.keys[i].split("_", 1)[1].rsplit(".", 1)[0] for i in real]
-    by_class = index.clusters(
-        12, names=[n.replace("_", " ") for n in sorted(set(labels))], model=demo_model
-    )
-    by_shape = index.clusters(3)
-    ari_class = adjusted_rand_score(labels, by_class.labels[real])
-    ari_shape = adjusted_rand_score(
-        [label.split("_")[1] for label in labels], by_shape.labels[real]
-    )
-    print(f"adjusted Rand index: 12 classes {ari_class:.3f}, 3 shapes {ari_shape:.3f}")
-    assert ari_class > 0.9 and ari_shape > 0.9
-    for cluster in by_class.clusters:  # named after what most of its members are
-        members = [
-            p.stem.split("_", 1)[1].replace("_", " ")
-            for p in cluster.members
-            if not p.name.startswith("planted")
-        ]
-        assert cluster.name == max(set(members), key=members.count)
-        assert cluster.representatives == cluster.members[:6]
-
-
 def test_save_load_and_refuse_another_checkpoint(
     demo_model, index, tmp_path, tiny_config, tiny_weights
 ) -> None:
@@ -149,12 +126,3 @@ def test_an_index_opens_on_a_labelled_dataset_without_embedding_again(
     other = MetaCLIP(None, checkpoint="demo", draft_decoding=True)
     with pytest.raises(ValueError, match="no embeddings of this model"):
         EmbeddingIndex.open(tmp_path / "out", other)
-
-
-def test_cluster_names_are_given_once_then_numbered(demo_model: MetaCLIP, tmp_path: Path) -> None:
-    synthetic.write_folder(tmp_path / "photos", 48, seed=9)
-    index = EmbeddingIndex.build(demo_model, tmp_path / "photos", progress=False)
-    found = index.clusters(6, names=["a red thing", "a blue thing"], model=demo_model)
-    names = [c.name for c in found.clusters]
-    assert len(set(names)) == len(names) == 6  # no two clusters share a name
-    assert sorted(n for n in names if "(" not in n) == ["a blue thing", "a red thing"]

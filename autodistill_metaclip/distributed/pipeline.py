@@ -1,20 +1,4 @@
-"""Label and embed very large image collections with Ray Data.
-
-``pip install "autodistill-metaclip[ray]"``. The pipeline:
-
-1. list the images of a local folder or filesystem URI (:mod:`autodistill_metaclip.inputs.sources`,
-   the same listing as ``label()``);
-2. ``map_batches`` into a pool of actors that each build the model once from its
-   :class:`~autodistill_metaclip.model.ModelSpec` and run its public streaming API
-   (``iter_predictions`` / ``iter_embeddings``: threads decode while the model encodes);
-3. write parquet shards: ``key, path, status, class, confidence, error`` (and ``embedding``);
-4. optionally, assemble the same folder dataset and ``manifest.csv`` as ``label()``.
-
-Bad images become ``failed`` rows, never a failed job. Ray retries the work of an actor that
-dies, or of a node that is lost; the shards are then checked to hold every image exactly once.
-A run that makes no progress for ``stall_timeout`` seconds (its work has nowhere left to run)
-fails with an error instead of waiting forever (Ray Data's no-progress guard).
-"""
+"""The Ray pipeline: list, score or embed in a pool of actors, write parquet shards."""
 
 from __future__ import annotations
 
@@ -32,25 +16,23 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from autodistill_metaclip.distributed.shards import arrow_filesystem, assemble, read_results
 from autodistill_metaclip.engine.ontology import as_ontology
 from autodistill_metaclip.engine.spec import ModelSpec
-from autodistill_metaclip.errors import ArgumentError, ImageLoadError, OutputFolderError
-from autodistill_metaclip.index.store import EmbeddingStore, model_identity
+from autodistill_metaclip.errors import ArgumentError, OutputFolderError
+from autodistill_metaclip.index.store import model_identity
 from autodistill_metaclip.inputs import sources
-from autodistill_metaclip.labeling.derive import apply_decisions
-from autodistill_metaclip.labeling.folder import DatasetFolder, LabelRun, refuse_existing
-from autodistill_metaclip.labeling.manifest import new_row, prediction_cells
+from autodistill_metaclip.labeling.folder import refuse_existing
+from autodistill_metaclip.labeling.manifest import prediction_cells
 from autodistill_metaclip.labeling.options import LabelOptions, threshold_of
 from autodistill_metaclip.labeling.state import run_settings
 from autodistill_metaclip.results import Status
 
 if TYPE_CHECKING:
-    import pyarrow.fs
     import supervision as sv
 
     from autodistill_metaclip.model import MetaCLIP
 
-_STORE_CHUNK = 4096
 logger = logging.getLogger(__name__)
 
 
@@ -194,7 +176,7 @@ def label_with_ray(
     if dataset_folder is None:
         return run
     classes = list(spec.ontology.classes())
-    written = _assemble(files, output, Path(dataset_folder), settings, classes, chosen.overwrite)
+    written = assemble(files, output, Path(dataset_folder), settings, classes, chosen.overwrite)
     return RayRun(run.output, run.counts, written.dataset, written.summary)
 
 
@@ -214,7 +196,7 @@ def embed_with_ray(
     actor_resources: Mapping[str, float] | None = None,
 ) -> RayRun:
     """Embed every image under ``source`` on a Ray cluster into parquet shards
-    (``key, path, status, error, embedding``). Arguments as in :func:`label_with_ray`."""
+    (``key, path, stamp, status, error, embedding``). Arguments as in :func:`label_with_ray`."""
     ray_options = RayOptions(address, actors, cpus_per_actor, stall_timeout, actor_resources)
     spec = _spec(model, batch_size)
     return _run(
@@ -240,14 +222,6 @@ def ray_session() -> Iterator[None]:
     finally:
         if not connected:
             ray.shutdown()
-
-
-def read_results(output: str, columns: Sequence[str] | None = None) -> Any:
-    """The parquet shards of a run as one ``pyarrow.Table``."""
-    import pyarrow.parquet as pq
-
-    filesystem, path = _arrow_filesystem(output)
-    return pq.read_table(path, filesystem=filesystem, columns=list(columns) if columns else None)
 
 
 def _spec(model: MetaCLIP | ModelSpec, batch_size: int | None) -> ModelSpec:
@@ -282,7 +256,8 @@ def _run(
             f"{actors} x {cpus_per_actor:g} CPUs leave no CPU for Ray's other tasks on a "
             f"cluster of {cpus:g} CPUs; use fewer actors or a smaller cpus_per_actor",
         )
-    items = [{"key": f.key, "path": f.location, "within": f.within or ""} for f in files]
+    items = [{"key": f.key, "path": f.location, "stamp": f.stamp, "within": f.within or ""}
+             for f in files]  # fmt: skip
     scored = ray.data.from_items(items).map_batches(
         _Scorer,
         batch_size=spec.batch_size,
@@ -302,7 +277,7 @@ def _run(
     )
     if ray_options.stall_timeout is not None:
         scored.context.execution_no_progress_timeout_s = ray_options.stall_timeout
-    out_filesystem, out_path = _arrow_filesystem(output)
+    out_filesystem, out_path = arrow_filesystem(output)
     try:
         scored.write_parquet(out_path, filesystem=out_filesystem, mode=ray.data.SaveMode.OVERWRITE)
     except ExecutionTimeoutError as e:
@@ -319,17 +294,6 @@ def _run(
     counts = dict(Counter(statuses["status"]))
     logger.info("ray run over %d images -> %s: %s", len(items), output, counts)
     return RayRun(output, counts)
-
-
-def _arrow_filesystem(location: str) -> tuple[pyarrow.fs.FileSystem | None, str]:
-    """``(None, path)`` for a local path; a pyarrow view of fsspec's filesystem for a URI."""
-    if not sources.is_uri(location):
-        return None, location
-    import pyarrow.fs
-    from fsspec.core import url_to_fs
-
-    filesystem, path = url_to_fs(location)
-    return pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(filesystem)), path
 
 
 def _refuse_existing(output: str, overwrite: bool) -> None:
@@ -366,8 +330,10 @@ class _Scorer:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         files = [
-            sources.SourceFile(str(k), str(p), "", str(w) or None)
-            for k, p, w in zip(batch["key"], batch["path"], batch["within"], strict=True)
+            sources.SourceFile(str(k), str(p), str(s), str(w) or None)
+            for k, p, s, w in zip(
+                batch["key"], batch["path"], batch["stamp"], batch["within"], strict=True
+            )
         ]
         results: list[Any]
         if self.confidence is None:
@@ -389,7 +355,7 @@ class _Scorer:
                         self.confidence, cell["class"]
                     )
                     cell["status"] = str(Status.LABELED if labeled else Status.UNLABELED)
-        out: dict[str, Any] = {"key": batch["key"], "path": batch["path"]}
+        out: dict[str, Any] = {"key": batch["key"], "path": batch["path"], "stamp": batch["stamp"]}
         for column in cells[0] if cells else ("status", "error"):
             if column != "confidence":
                 out[column] = np.array([c[column] for c in cells], dtype=object)
@@ -405,83 +371,3 @@ class _Scorer:
             out["embedding"] = np.stack(filled) if filled else np.zeros((0, self.model.dim))
             out["identity"] = np.array([self.identity] * len(results), dtype=object)
         return out
-
-
-def store_from_results(output: str, folder: str | os.PathLike[str]) -> EmbeddingStore:
-    """The embeddings of a Ray run (``embeddings=True``, or any ``embed_with_ray``) as an
-    :class:`~autodistill_metaclip.index.store.EmbeddingStore` in ``folder``, in key order:
-    open it as an index with ``EmbeddingIndex.open(folder)``."""
-    table = read_results(output, ["key", "status", "sha256", "embedding", "identity"])
-    rows = sorted(table.to_pylist(), key=lambda r: r["key"])
-    embedded = [r for r in rows if r["status"] != Status.FAILED]
-    if not embedded:
-        raise ValueError(f"output: {output!r} holds no embeddings")
-    store = EmbeddingStore.open(folder, json.loads(embedded[0]["identity"]))
-    _append_rows(store, embedded, {})
-    return store
-
-
-def _append_rows(store: EmbeddingStore, rows: list[dict[str, Any]], stamps: dict[str, str]) -> None:
-    """Add shard rows (embedded ones) to a store, in chunks; stamps by key ("" if unknown)."""
-    for start in range(0, len(rows), _STORE_CHUNK):
-        chunk = [r for r in rows[start : start + _STORE_CHUNK]
-                 if store.find(r["key"], stamps.get(r["key"], "")) < 0]  # fmt: skip
-        if chunk:
-            store.append(
-                [r["key"] for r in chunk],
-                [stamps.get(r["key"], "") for r in chunk],
-                [bytes.fromhex(r["sha256"]) for r in chunk],
-                np.array([r["embedding"] for r in chunk], np.float32),
-            )
-
-
-def _assemble(
-    files: list[sources.SourceFile],
-    output: str,
-    folder: Path,
-    settings: dict[str, Any],
-    classes: list[str],
-    overwrite: bool,
-) -> LabelRun:
-    """Write ``label()``'s folder dataset from a run's shards (on the driver): the embeddings
-    go into the dataset's store, so it re-derives like any other (another ontology, more
-    images), and each labelled image's copy must be the bytes a worker classified."""
-    columns = ["key", "status", "class", "confidence", "error", "embedding", "sha256", "top",
-               "identity"]  # fmt: skip
-    by_key = {r["key"]: r for r in read_results(output, columns).to_pylist()}
-    stamps = {f.key: f.stamp for f in files}
-    shards = [by_key[f.key] for f in files]
-    embedded = [r for r in shards if r["status"] != Status.FAILED]
-    with DatasetFolder(folder, settings, classes, overwrite=overwrite) as dataset:
-        store = None
-        if embedded:
-            store = dataset.store(json.loads(embedded[0]["identity"]))
-            _append_rows(store, embedded, stamps)
-        rows = {}
-        for file, shard in zip(files, shards, strict=True):
-            cells = {name: shard[name] or "" for name in ("status", "class", "error", "top")}
-            confidence = shard["confidence"]
-            cells["confidence"] = (
-                "" if confidence is None or math.isnan(confidence) else f"{confidence:.6f}"
-            )
-            if cells["status"] == Status.LABELED:
-                data, error = _classified_bytes(file, shard["sha256"])
-                if data is None:
-                    cells = {"status": str(Status.FAILED), "error": error}
-                else:
-                    dataset.stage(file.key, file.stamp, data)
-            rows[file.key] = new_row(file.key, file.stamp, **cells)
-        apply_decisions(rows, dataset.decisions, classes)
-        leaders = dataset.leaders(files, store) if store is not None else {}
-        return dataset.write(files, rows, leaders, review=True)
-
-
-def _classified_bytes(file: sources.SourceFile, digest: str) -> tuple[bytes | None, str]:
-    """The file's bytes if they are the ones a worker classified, else ``(None, why)``."""
-    try:
-        data = sources.read(file)
-    except ImageLoadError as e:
-        return None, str(e)
-    if hashlib.sha256(data).hexdigest() != digest:
-        return None, f"{file.key!r}: changed since it was classified; not copied"
-    return data, ""

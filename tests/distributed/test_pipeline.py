@@ -14,8 +14,13 @@ import numpy as np
 import psutil
 import pytest
 
-from autodistill_metaclip import MetaCLIP, synthetic
-from autodistill_metaclip.distributed import embed_with_ray, label_with_ray, read_results
+from autodistill_metaclip import EmbeddingIndex, MetaCLIP, synthetic
+from autodistill_metaclip.distributed import (
+    embed_with_ray,
+    label_with_ray,
+    read_results,
+    store_from_results,
+)
 from tests.helpers import manifest, run_cli
 
 ray = pytest.importorskip("ray")
@@ -97,6 +102,16 @@ def test_embed_from_a_uri_source(demo_model: MetaCLIP, photos: Path, tmp_path: P
         demo_model.embed_image([photos / r["key"] for r in rows]),
         atol=1e-5,
     )
+    # the shards become an embedding store that opens as an index, nothing embedded again
+    store_from_results(str(tmp_path / "vectors"), tmp_path / "store")
+    index = EmbeddingIndex.open(tmp_path / "store", demo_model)
+    assert index.keys == sorted(r["key"] for r in rows)
+    hit = index.search(demo_model, photos / rows[0]["key"], k=1)[0]
+    assert hit.path == photos / rows[0]["key"] and hit.score > 0.999
+    # under their stamps: only the two unreadable files are tried again
+    assert index.update(demo_model, progress=False) == {
+        "added": 0, "changed": 0, "removed": 0, "failed": 2
+    }  # fmt: skip
 
 
 def test_refusals(demo_model: MetaCLIP, photos: Path, tmp_path: Path) -> None:
