@@ -37,12 +37,14 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
 import os
 import re
 import secrets
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,17 +72,21 @@ STORE_FILE = "store.json"
 _SEGMENT = re.compile(r"^segment-([0-9]{6})(?:-([0-9a-f]{16}))?\.npz$")
 PROBE_TEXT = "autodistill-metaclip probe: a photo of a red circle"
 logger = logging.getLogger(__name__)
+_IDENTITIES: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
 def model_identity(model: Any) -> dict[str, Any]:
     """What decides a model's embeddings: checkpoint, architecture, weights, precision, the
     decoding option, the dimension, and the embeddings of a fixed text and a fixed image
-    (rounded), which tell apart weights that share a name."""
+    (rounded), which tell apart weights that share a name. Computed once per model."""
+    known = _IDENTITIES.get(model)
+    if known is not None:
+        return copy.deepcopy(known)
     from autodistill_metaclip.synthetic import make_image
 
     probe_image = make_image("red", "circle", seed=0)
     spec = model.spec
-    return {
+    identity = {
         **model.identity,
         "spec": {"checkpoint": spec.checkpoint, "weights": spec.weights},
         "precision": model.precision,
@@ -89,6 +95,8 @@ def model_identity(model: Any) -> dict[str, Any]:
         "probe_text": [round(float(v), 4) for v in model.embed_text(PROBE_TEXT)],
         "probe_image": [round(float(v), 4) for v in model.embed_image(probe_image)],
     }
+    _IDENTITIES[model] = identity
+    return copy.deepcopy(identity)
 
 
 def identity_name(identity: dict[str, Any], source: dict[str, Any] | None = None) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,7 +52,7 @@ class Copies:
             if row["status"] != Status.LABELED:
                 continue
             stamp = row["stamp"]
-            if self._staged(key, stamp).is_file() or (key, stamp) in copies:
+            if (key, stamp) in copies or self._staged(key, stamp).is_file():
                 continue
             data = fetch(key) if fetch is not None else None
             if data is None:
@@ -76,13 +77,10 @@ class Copies:
         written = read_journal(self.output)
         wanted = {relative: [key, rows[key]["stamp"]] for relative, key in planned.items()}
         copies = self._earlier(written)
-        moving = {
+        moving = {  # not already there: journalled for this key and stamp, a plain file
             relative: key
             for relative, key in planned.items()
-            if written.get(relative) != wanted[relative]
-            or not (
-                (self.output / relative).is_file() and not (self.output / relative).is_symlink()
-            )
+            if copies.get((key, wanted[relative][1])) != relative
         }
         aside = {k for k, r in rows.items() if r["decided"] == Decision.EXCLUDED}
         save_journal(self.output, {**written, **wanted})
@@ -92,9 +90,9 @@ class Copies:
         for key in [*moving.values(), *aside]:
             stamp = rows[key]["stamp"]
             earlier = copies.get((key, stamp))
-            if not self._staged(key, stamp).is_file() and earlier is not None:
+            if earlier is not None and not self._staged(key, stamp).is_file():
                 make_folders(self.state, STAGED)
-                os.replace(earlier, self._staged(key, stamp))
+                os.replace(self.output / earlier, self._staged(key, stamp))
         for relative in written.keys() - wanted.keys():
             remove_ours(self.output / relative)
         for relative, key in moving.items():
@@ -132,11 +130,15 @@ class Copies:
         name = hashlib.sha256(f"{key}\x00{stamp}".encode()).hexdigest()[:40]
         return self.state / STAGED / name
 
-    def _earlier(self, written: dict[str, list[str]]) -> dict[tuple[str, str], Path]:
-        """The copies an earlier layout left, by ``(key, stamp)``: plain files only."""
+    def _earlier(self, written: dict[str, list[str]]) -> dict[tuple[str, str], str]:
+        """The copies an earlier layout left (relative paths), by ``(key, stamp)``: plain
+        files only (one ``lstat`` each)."""
         copies = {}
         for relative, (key, stamp) in written.items():
-            path = self.output / relative
-            if path.is_file() and not path.is_symlink():
-                copies[key, stamp] = path
+            try:
+                plain = stat.S_ISREG(os.lstat(self.output / relative).st_mode)
+            except OSError:
+                plain = False
+            if plain:
+                copies[key, stamp] = relative
         return copies

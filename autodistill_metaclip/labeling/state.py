@@ -20,7 +20,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from autodistill_metaclip.engine.ontology import ontology_identity
@@ -121,8 +121,8 @@ def inside_splits(relative: Any) -> bool:
     """Whether a journal path is ``split/class folder/file``: nothing else is ever touched."""
     if not isinstance(relative, str):
         return False
-    parts = PurePosixPath(relative).parts
-    return len(parts) == 3 and parts[0] in ALL_SPLITS and not {".", "..", "/"} & set(parts)
+    parts = relative.split("/")
+    return len(parts) == 3 and parts[0] in ALL_SPLITS and not {"", ".", ".."} & set(parts)
 
 
 def open_store(output: Path, run: dict[str, Any]) -> EmbeddingStore:

@@ -49,6 +49,9 @@ def test_a_tampered_journal_touches_nothing_outside(
         ("../train/cat/a.png", False),
         ("train/../cat/a.png", False),
         ("/train/cat/a.png", False),
+        ("train//a.png", False),
+        ("train/./a.png", False),
+        ("train/cat/a.png/", False),
         (3, False),
     ],
 )
