@@ -12,7 +12,9 @@ files are 1x1 PNGs): the cost of everything but encoding, and its memory.
 
 Each phase runs in a fresh process; its time excludes loading the model, its peak RSS is
 reported above the process's RSS once the model is loaded (and, for comparison, as a multiple
-of the embeddings' size). Writes ``benchmarks/results/label_scale.md``.
+of the embeddings' size). Each size's results are kept in ``benchmarks/results/label_scale.json``
+as it is done (a later run of other sizes keeps them), and the table of all of them is written
+to ``benchmarks/results/label_scale.md``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).parent / "results" / "label_scale.md"
+KEPT = RESULTS.with_suffix(".json")
 PHASES = ("fresh", "noop", "add_one", "ontology", "fix10", "index")
 COLOURS = {f"a photo of a {c} thing": c for c in ("red", "green", "blue", "yellow")}
 
@@ -60,8 +63,9 @@ def phase(name: str, root: Path) -> dict[str, float]:
         model = _model(root, COLOURS if name == "ontology" else None)
     base = _rss_mb()
     started = time.perf_counter()
-    if name == "fresh":
-        model.label(root / "in", ".png", root / "out", progress=False)
+    if name == "fresh":  # the million-image folder holds its store already: "overwrite" it
+        overwrite = (root / "vit-b-32.safetensors").exists()
+        model.label(root / "in", ".png", root / "out", overwrite=overwrite, progress=False)
     elif name == "noop":
         model.label(root / "in", ".png", root / "out", resume=True, progress=False)
     elif name == "add_one":
@@ -226,13 +230,17 @@ def main() -> None:
     if args.phase:
         print(json.dumps(phase(args.phase, args.root)))
         return
-    results, dims = {}, {}
-    for n in args.sizes:
-        results[n], dims[n] = measure(n, million=False), 64
-        RESULTS.write_text(table(results, dims), encoding="utf-8")  # each size as it is done
-    if args.million:
-        results[10**6], dims[10**6] = measure(10**6, million=True), 512
-        RESULTS.write_text(table(results, dims), encoding="utf-8")
+    kept = json.loads(KEPT.read_text()) if KEPT.exists() else {}
+    todo = [(n, False) for n in args.sizes] + ([(10**6, True)] if args.million else [])
+    for n, million in todo:
+        kept[str(n)] = {"dim": 512 if million else 64, "results": measure(n, million)}
+        KEPT.write_text(json.dumps(kept, indent=1) + "\n", encoding="utf-8")
+        ordered = sorted(kept.items(), key=lambda item: int(item[0]))
+        RESULTS.write_text(
+            table({int(k): v["results"] for k, v in ordered},
+                  {int(k): v["dim"] for k, v in ordered}),
+            encoding="utf-8",
+        )  # fmt: skip
     print(RESULTS.read_text(encoding="utf-8"))
 
 
