@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.memory import peak_mb, reset_peak, rss_mb
 
 RESULTS = Path(__file__).parent / "results" / "index_scale.md"
 D = 512
@@ -58,7 +59,8 @@ def vectors(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def build(n: int, path: Path) -> dict[str, float]:
     from autodistill_metaclip import EmbeddingIndex
 
-    baseline = _rss_now()
+    baseline = rss_mb()
+    reset_peak()
     data, pairs = vectors(n, seed=0)
     np.save(path.with_suffix(".pairs.npy"), pairs)
     keys = [f"{i:07d}.jpg" for i in range(n)]
@@ -69,7 +71,7 @@ def build(n: int, path: Path) -> dict[str, float]:
     started = time.perf_counter()
     index.save(path)
     saved = time.perf_counter() - started
-    return {"build": built, "save": saved, "build_rss": _peak_rss() - baseline}
+    return {"build": built, "save": saved, "build_rss": peak_mb() - baseline}
 
 
 def measure(n: int, path: Path) -> dict[str, float]:
@@ -77,7 +79,8 @@ def measure(n: int, path: Path) -> dict[str, float]:
 
     from autodistill_metaclip import EmbeddingIndex
 
-    baseline = _rss_now()
+    baseline = rss_mb()
+    reset_peak()
     started = time.perf_counter()
     index = EmbeddingIndex.load(path)
     loaded = time.perf_counter() - started
@@ -106,18 +109,8 @@ def measure(n: int, path: Path) -> dict[str, float]:
     return {
         "load": loaded, "search_ms": per_query * 1000, "recall": recall,
         "duplicates": duplicates, "planted": len(pairs), "found": hits,
-        "kmeans": clustering, "rss": _peak_rss() - baseline, "approximate": search.approximate,
+        "kmeans": clustering, "rss": peak_mb() - baseline, "approximate": search.approximate,
     }  # fmt: skip
-
-
-def _peak_rss() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB
-
-
-def _rss_now() -> float:
-    """This process's RSS now (MiB): after imports, the baseline the peaks are measured from."""
-    with open("/proc/self/statm", encoding="ascii") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
 def _child(step: str, n: int, path: Path) -> dict[str, float]:

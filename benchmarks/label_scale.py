@@ -23,7 +23,6 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -32,15 +31,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.memory import peak_mb, reset_peak, rss_mb
+
 RESULTS = Path(__file__).parent / "results" / "label_scale.md"
 KEPT = RESULTS.with_suffix(".json")
 PHASES = ("fresh", "noop", "add_one", "ontology", "fix10", "index")
 COLOURS = {f"a photo of a {c} thing": c for c in ("red", "green", "blue", "yellow")}
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _model(root: Path, ontology: dict[str, str] | None = None) -> Any:
@@ -61,7 +57,8 @@ def phase(name: str, root: Path) -> dict[str, float]:
     model = None
     if name in ("fresh", "noop", "add_one", "ontology", "index"):
         model = _model(root, COLOURS if name == "ontology" else None)
-    base = _rss_mb()
+    base = rss_mb()
+    reset_peak()  # the phase's own peak, from here
     started = time.perf_counter()
     if name == "fresh":  # the million-image folder holds its store already: "overwrite" it
         overwrite = (root / "vit-b-32.safetensors").exists()
@@ -90,13 +87,9 @@ def phase(name: str, root: Path) -> dict[str, float]:
         opened = time.perf_counter() - started
         index.search(model, "a photo of a red thing", k=10)
         return {"seconds": opened, "search": time.perf_counter() - started - opened,
-                "peak_mb": _peak_mb() - base, "model_mb": base}  # fmt: skip
-    return {"seconds": time.perf_counter() - started, "peak_mb": _peak_mb() - base,
+                "peak_mb": peak_mb() - base, "model_mb": base}  # fmt: skip
+    return {"seconds": time.perf_counter() - started, "peak_mb": peak_mb() - base,
             "model_mb": base}  # fmt: skip
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _run(name: str, root: Path) -> dict[str, float]:

@@ -229,6 +229,8 @@ def test_quick_start_is_the_example_and_runs(
 def test_docs_show_the_latest_benchmark_tables() -> None:
     where = {
         "throughput.md": ["speed.md"],
+        "cpu_bf16.md": ["speed.md"],
+        "label_scale.md": ["speed.md", "labelling.md"],
         "ray_throughput.md": ["speed.md", "ray.md"],
         "review_page.md": ["speed.md", "review.md"],
         "index_scale.md": ["speed.md", "search.md"],
