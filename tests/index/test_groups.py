@@ -32,6 +32,16 @@ def test_each_row_joins_its_most_similar_leader() -> None:
     assert leaders(vectors, 0.9999).tolist() == [0, 1, 2, 3]
 
 
+def test_a_near_copy_stays_with_what_it_copies() -> None:
+    # B joins A's group (8 degrees apart, within 10); C, 16 degrees from A, leads. B', a copy
+    # of B, is nearer C (7.99) than A (8.01) as leaders go, yet must stay with B: A is in reach.
+    degrees = np.radians([0, 8, 16, 8.01])
+    vectors = _unit(np.stack([np.cos(degrees), np.sin(degrees)], axis=1))
+    assert leaders(vectors, float(np.cos(np.radians(10)))).tolist() == [0, 0, 2, 0]
+    # with the copy's own leader out of reach, it goes to the nearest leader in reach
+    assert leaders(vectors, float(np.cos(np.radians(8.005)))).tolist() == [0, 0, 2, 2]
+
+
 def test_identical_images_are_one_group_in_memory_proportional_to_them() -> None:
     def peak(n: int) -> int:
         vectors = np.tile(_unit(np.ones((1, 64))), (n, 1))
