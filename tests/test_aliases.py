@@ -23,3 +23,12 @@ def test_an_old_module_name_warns_and_gives_the_new_module(old: str, new: str) -
     current = importlib.import_module(f"autodistill_metaclip.{new}")
     public = [n for n in vars(current) if not n.startswith("_") and n in vars(alias)]
     assert public and all(getattr(alias, n) is getattr(current, n) for n in public)
+
+
+def test_the_index_names_of_0_2_still_import() -> None:
+    from autodistill_metaclip.index import Cluster, Clustering, EmbeddingIndex, Hit, model_info
+    from autodistill_metaclip.index.clusters import Cluster as MovedCluster
+    from autodistill_metaclip.index.core import EmbeddingIndex as MovedIndex
+
+    assert Cluster is MovedCluster and EmbeddingIndex is MovedIndex
+    assert callable(model_info) and Clustering.__name__ == "Clustering" and Hit.__name__ == "Hit"

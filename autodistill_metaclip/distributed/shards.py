@@ -7,7 +7,7 @@ import json
 import math
 import os
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -57,7 +57,9 @@ def store_from_results(
     each file's key and stamp: ``EmbeddingIndex.open(folder)`` opens it as an index of the
     run's input folder (listed with ``extensions`` and ``recursive``, as the run listed it), and
     its ``update`` embeds only what changed since."""
-    rows = sorted(read_results(output).to_pylist(), key=lambda r: r["key"])
+    wanted = ["key", "path", "stamp", "status", "sha256", "embedding", "identity"]
+    columns = [c for c in wanted if c in _schema_names(output)]  # shards of 0.2 have no stamp
+    rows = sorted(read_results(output, columns).to_pylist(), key=lambda r: r["key"])
     embedded = [r for r in rows if r["status"] != Status.FAILED]
     if not embedded:
         raise ValueError(f"output: {output!r} holds no embeddings")
@@ -71,13 +73,26 @@ def store_from_results(
     return store
 
 
+def _schema_names(output: str) -> list[str]:
+    import pyarrow.dataset as ds
+
+    filesystem, path = arrow_filesystem(output)
+    return list(ds.dataset(path, filesystem=filesystem, format="parquet").schema.names)
+
+
 def _listed_folder(location: str, key: str) -> str:
-    """The folder (or URI) a file at ``location`` was listed from as ``key``."""
+    """The folder (or URI) a file at ``location`` was listed from as ``key`` (local folders
+    absolute, as ``label()`` records them)."""
     name = sources.unescape_key(key)
-    if not location.endswith(name):
+    if sources.is_uri(location):
+        if not location.endswith("/" + name):
+            raise ValueError(f"output: the shards' path {location!r} does not end with its key")
+        root = location[: -len(name)]  # s3://bucket/photos/, or memory:// at the top
+        return root if root.endswith("://") else root[:-1]
+    path, parts = Path(location), PurePosixPath(name).parts
+    if path.parts[-len(parts) :] != parts:
         raise ValueError(f"output: the shards' path {location!r} does not end with its key")
-    prefix = location[: len(location) - len(name)]
-    return prefix[:-1] if len(prefix) > 1 and prefix.endswith(("/", os.sep)) else prefix
+    return os.path.abspath(path.parents[len(parts) - 1])
 
 
 def _append_rows(store: EmbeddingStore, rows: list[dict[str, Any]], stamps: dict[str, str]) -> None:

@@ -28,7 +28,7 @@ class Cluster:
 
 @dataclass(frozen=True)
 class Clustering:
-    """Clusters, and each indexed image's cluster id (in ``index.paths`` order)."""
+    """Clusters, and each row's cluster id (for an index: in ``index.paths`` order)."""
 
     labels: np.ndarray
     clusters: list[Cluster]
@@ -48,6 +48,10 @@ def cluster(
     ``names`` and their text embeddings ``name_vectors``, each cluster is named by the candidate
     closest to its centre, each name given once while names last (the best total match), then
     again with a number: no two clusters share a name."""
+    if (names is None) != (name_vectors is None) or (
+        names is not None and name_vectors is not None and len(names) != len(name_vectors)
+    ):
+        raise ValueError("cluster: give names and name_vectors together, one vector per name")
     centres, labels = kmeans(embeddings, k, seed=seed)
     scores = None if name_vectors is None else centres @ name_vectors.T
     chosen = _names(scores, names or [], labels)

@@ -351,7 +351,7 @@ class EmbeddingIndex:
             k,
             seed=seed,
             representatives=representatives,
-            names=list(names or []),
+            names=list(names) if names else None,
             name_vectors=name_vectors,
         )
 

@@ -19,9 +19,11 @@ Parquet and LanceDB exist for the tools that want them
 
 Layout of a store folder::
 
-    store.json              the model identity (:func:`model_identity`), written once
+    store.json              the model identity (:func:`model_identity`) and the source
+                            (where the images are listed from), written once
     segment-000000.npz      one append: vectors (n, D) float32, uncompressed (memory-mapped),
     segment-000001.npz      keys, stamps (UTF-8 bytes + offsets), sha256 (n, 32), meta (JSON)
+    groups-2-0.980000.npz   near-duplicate leaders at a threshold, by key and stamp (a cache)
 
 Each segment is written atomically (a temporary file, then one rename), so a kill loses at most
 the segment being written. A later row of a key supersedes earlier ones; :meth:`compact`
@@ -37,6 +39,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -71,6 +74,9 @@ one folder per model identity and input folder."""
 STORE_FILE = "store.json"
 _SEGMENT = re.compile(r"^segment-([0-9]{6})(?:-([0-9a-f]{16}))?\.npz$")
 PROBE_TEXT = "autodistill-metaclip probe: a photo of a red circle"
+GROUPING_RULE = 2
+"""The version of :func:`~autodistill_metaclip.index.groups.leaders`' rule the kept groups were
+made by (2: a near-copy stays with what it copies)."""
 logger = logging.getLogger(__name__)
 _IDENTITIES: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
 
@@ -79,7 +85,10 @@ def model_identity(model: Any) -> dict[str, Any]:
     """What decides a model's embeddings: checkpoint, architecture, weights, precision, the
     decoding option, the dimension, and the embeddings of a fixed text and a fixed image
     (rounded), which tell apart weights that share a name. Computed once per model."""
-    known = _IDENTITIES.get(model)
+    try:
+        known = _IDENTITIES.get(model)
+    except TypeError:  # a model that cannot be weakly referenced or hashed: not cached
+        known = None
     if known is not None:
         return copy.deepcopy(known)
     from autodistill_metaclip.synthetic import make_image
@@ -95,7 +104,8 @@ def model_identity(model: Any) -> dict[str, Any]:
         "probe_text": [round(float(v), 4) for v in model.embed_text(PROBE_TEXT)],
         "probe_image": [round(float(v), 4) for v in model.embed_image(probe_image)],
     }
-    _IDENTITIES[model] = identity
+    with contextlib.suppress(TypeError):
+        _IDENTITIES[model] = identity
     return copy.deepcopy(identity)
 
 
@@ -146,7 +156,7 @@ class EmbeddingStore:
         source: dict[str, Any] | None = None,
     ) -> EmbeddingStore:
         """Open the store in ``folder``; with ``identity``, create it if it does not exist
-        (``source``: where its images are listed from, e.g. ``{"root": ..., "extensions":
+        (``source``: where its images are listed from, e.g. ``{"input_folder": ..., "extensions":
         [...], "recursive": ...}``), and refuse a store of another identity.
 
         Raises:
@@ -221,8 +231,11 @@ class EmbeddingStore:
         out[order] = placed[found]
         return out
 
-    def _groups_file(self, threshold: float) -> Path:
-        return self.folder / f"groups-{threshold:.6f}.npz"
+    def _groups_file(self, threshold: float, rule: int = GROUPING_RULE) -> Path:
+        """Where the groups of ``threshold`` are kept, by the grouping rule that made them (a
+        new rule never reads groups of an old one)."""
+        return self.folder / (f"groups-{threshold:.6f}.npz" if rule == 1 else
+                              f"groups-{rule}-{threshold:.6f}.npz")  # fmt: skip
 
     def _cached_leaders(self, threshold: float) -> dict[int, int]:
         """``{row: leader row}`` from the cache of this threshold (nothing if unreadable)."""
@@ -255,6 +268,8 @@ class EmbeddingStore:
         with atomic_write(self._groups_file(threshold)) as f:
             np.savez(f, keys=key_bytes, key_ends=key_ends, stamps=stamp_bytes,
                      stamp_ends=stamp_ends, leader=leader)  # fmt: skip
+        for rule in range(1, GROUPING_RULE):  # groups of an earlier rule, made by this tool
+            self._groups_file(threshold, rule).unlink(missing_ok=True)
 
     def latest(self) -> np.ndarray:
         """The latest row of each key, in key order: the images the store holds now."""

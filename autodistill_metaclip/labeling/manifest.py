@@ -51,6 +51,9 @@ class Decision(str, enum.Enum):
         return self.value
 
 
+_DECISIONS = frozenset(Decision)
+
+
 def new_row(key: str, stamp: str, **cells: Any) -> dict[str, str]:
     """A manifest row of one input: its key and stamp, and the cells a result decided
     (``status``, ``class``, ``confidence``, ``error``, ``top``; the others start empty)."""
@@ -93,7 +96,7 @@ def valid_row(row: dict[str, str], classes: set[str], splits: set[str]) -> bool:
     """Whether a manifest row read back is whole and consistent (else it is redone)."""
     if row["status"] not in STATUSES or not row["stamp"] or row["split"] not in splits:
         return False
-    if row["decided"] not in set(Decision) or (row["decided"] and row["status"] != Status.LABELED):
+    if row["decided"] not in _DECISIONS or (row["decided"] and row["status"] != Status.LABELED):
         return False
     try:
         top_classes(row)
@@ -121,7 +124,9 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, dict[str, str]]:
         rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")))
     except (UnicodeDecodeError, csv.Error) as e:
         raise ValueError(f"manifest: {os.fspath(path)!r} is not UTF-8 CSV ({e})") from e
-    restored = [{c: _restored(r.get(c) or "") for c in COLUMNS} for r in rows]
+    restored = [
+        {c: v[1:] if (v := r.get(c) or "").startswith("'") else v for c in COLUMNS} for r in rows
+    ]
     return {r["image"]: r for r in restored if r["image"]}
 
 
@@ -139,7 +144,3 @@ def top_classes(row: dict[str, str]) -> list[tuple[str, float]]:
 def _neutralised(row: dict[str, str]) -> dict[str, str]:
     """A row whose cells no spreadsheet evaluates: ``'`` before a risky first character."""
     return {c: f"'{v}" if v.startswith(_FORMULA_START) else v for c, v in row.items()}
-
-
-def _restored(cell: str) -> str:
-    return cell[1:] if cell.startswith("'") else cell
