@@ -276,3 +276,23 @@ def embedded(output: Path) -> set[str]:
 
     (folder,) = (output / ".autodistill-metaclip" / "embeddings").iterdir()
     return set(EmbeddingStore.open(folder).keys)
+
+
+def trusted_certificate(tmp_path: Path, monkeypatch: Any) -> tuple[Path, Path]:
+    """A key and a self-signed certificate for 127.0.0.1 (made with the openssl command; the
+    test is skipped without it), trusted for this test through ``SSL_CERT_FILE``."""
+    import shutil
+
+    import pytest
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    return key, cert

@@ -9,9 +9,7 @@ import contextlib
 import gzip
 import io
 import re
-import shutil
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +21,7 @@ from autodistill_metaclip import ImageLoadError, MetaCLIP, synthetic
 from autodistill_metaclip.inputs import urls
 from autodistill_metaclip.inputs.policy import InputPolicy
 from autodistill_metaclip.inputs.urls import download, redact
-from tests.helpers import QuietHandler, serve
+from tests.helpers import QuietHandler, serve, trusted_certificate
 
 PNG = io.BytesIO()
 synthetic.make_image("red", "circle", size=(64, 64), seed=3).save(PNG, format="PNG")
@@ -101,16 +99,7 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 @pytest.fixture
 def tls_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The same server behind TLS, with a certificate this test makes and trusts."""
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command to make a certificate")
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    key, cert = trusted_certificate(tmp_path, monkeypatch)
     monkeypatch.setattr(urls, "URL_TIMEOUT", 0.5)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)

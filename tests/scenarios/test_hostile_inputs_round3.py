@@ -11,11 +11,9 @@ import itertools
 import json
 import random
 import re
-import shutil
 import socket
 import ssl
 import string
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,7 +30,7 @@ from autodistill_metaclip.inputs import images, sources, urls
 from autodistill_metaclip.inputs.images import load_image
 from autodistill_metaclip.inputs.policy import InputPolicy
 from autodistill_metaclip.inputs.sources import MAX_STALLED, is_folder, list_images, read_bytes
-from tests.helpers import QuietHandler, manifest, run_cli, serve
+from tests.helpers import QuietHandler, manifest, run_cli, serve, trusted_certificate
 
 PNG = io.BytesIO()
 synthetic.make_image("red", "circle", size=(64, 64), seed=3).save(PNG, format="PNG")
@@ -255,16 +253,7 @@ def test_the_address_checked_is_the_address_connected_to(server: str) -> None:
 @pytest.fixture
 def tls_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The redirecting server behind TLS, with a certificate for 127.0.0.1 that this trusts."""
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command to make a certificate")
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    key, cert = trusted_certificate(tmp_path, monkeypatch)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     REQUESTS.clear()
