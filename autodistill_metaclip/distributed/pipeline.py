@@ -156,14 +156,7 @@ def label_with_ray(
     settings = run_settings(spec, source, extensions, chosen, threshold)
     if dataset_folder is not None and not chosen.overwrite:
         refuse_existing(Path(dataset_folder))
-    files = sources.list_images(
-        source,
-        extensions,
-        recursive=chosen.recursive,
-        exclude=dataset_folder,
-        follow_links=chosen.follow_links,
-        policy=spec.inputs,
-    )
+    files = chosen.list_inputs(source, extensions, exclude=dataset_folder, policy=spec.inputs)
     run = _run(
         spec,
         files,

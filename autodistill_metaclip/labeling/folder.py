@@ -266,8 +266,8 @@ class DatasetFolder:
         ``None`` if the manifest does not hold a valid row of each of ``files``."""
         if list(self.rows) != [f.key for f in files]:
             return None
-        copies = {key: relative for relative, (key, _) in read_journal(self.output).items()}
-        return self._dataset(self.rows, copies)
+        written = {key: relative for relative, (key, _) in read_journal(self.output).items()}
+        return self._dataset(self.rows, written)
 
     # the layout -------------------------------------------------------------------------------
 

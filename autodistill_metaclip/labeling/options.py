@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from types import MappingProxyType
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from autodistill_metaclip.engine.checkpoints import near_duplicate_default
 from autodistill_metaclip.errors import ArgumentError, ArgumentTypeError
+
+if TYPE_CHECKING:
+    from autodistill_metaclip.inputs.sources import SourceFile
 
 Split: TypeAlias = tuple[float, float, float]
 
@@ -118,6 +122,28 @@ class LabelOptions:
         if self.near_duplicates == "auto":
             return near_duplicate_default(checkpoint)
         return self.near_duplicates
+
+    def list_inputs(
+        self,
+        root: str | os.PathLike[str],
+        extensions: Any,
+        *,
+        exclude: str | os.PathLike[str] | None,
+        policy: Any = None,
+    ) -> list[SourceFile]:
+        """The files a run with these options labels: ``root`` listed as :attr:`recursive` and
+        :attr:`follow_links` say, without ``exclude`` (the output folder), read under the
+        model's input ``policy``."""
+        from autodistill_metaclip.inputs import sources
+
+        return sources.list_images(
+            root,
+            extensions,
+            recursive=self.recursive,
+            exclude=exclude,
+            follow_links=self.follow_links,
+            policy=policy,
+        )
 
     @property
     def splits(self) -> tuple[str, str, str]:

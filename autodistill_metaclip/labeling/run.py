@@ -98,14 +98,7 @@ def label_run(
     settings = run_settings(model.spec, input_folder, extension, chosen, threshold)
     source_root = os.fspath(input_folder)
     output = output_path(source_root, output_folder)
-    files = sources.list_images(
-        source_root,
-        extension,
-        recursive=chosen.recursive,
-        exclude=output,
-        follow_links=chosen.follow_links,
-        policy=model.spec.inputs,
-    )
+    files = chosen.list_inputs(source_root, extension, exclude=output, policy=model.spec.inputs)
     with DatasetFolder(
         output, settings, classes, overwrite=chosen.overwrite, resume=chosen.resume
     ) as folder:
